@@ -1,0 +1,3 @@
+module github.com/qrtalk/qrtalk
+
+go 1.26
