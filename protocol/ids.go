@@ -97,6 +97,9 @@ func ParseUserID(s string) (UserID, error) {
 		return id, fmt.Errorf("%w: user ID is not valid base32", ErrMalformed)
 	}
 	copy(id[:], b)
+	if id.String() != s { // the last character carries 2 unused bits, which must be zero
+		return UserID{}, fmt.Errorf("%w: user ID is not canonical base32", ErrMalformed)
+	}
 	if id.IsZero() {
 		return id, fmt.Errorf("%w: user ID is zero", ErrMalformed)
 	}
