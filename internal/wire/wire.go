@@ -47,6 +47,9 @@ func (b *Builder) Raw(p []byte) { b.buf = append(b.buf, p...) }
 // Str appends a string as it is (for labels).
 func (b *Builder) Str(s string) { b.buf = append(b.buf, s...) }
 
+// Var8 appends p with a one-byte length prefix. The caller keeps len(p) < 256.
+func (b *Builder) Var8(p []byte) { b.U8(uint8(len(p))); b.Raw(p) }
+
 // Var16 appends p with a uint16 length prefix. The caller keeps len(p) < 65536.
 func (b *Builder) Var16(p []byte) { b.U16(uint16(len(p))); b.Raw(p) }
 
@@ -144,6 +147,15 @@ func (r *Reader) U64() uint64 {
 
 // I64 reads a big-endian two's complement int64.
 func (r *Reader) I64() int64 { return int64(r.U64()) }
+
+// Var8 reads a one-byte-length-prefixed byte string of at most max bytes.
+func (r *Reader) Var8(max int) []byte {
+	n := int(r.U8())
+	if r.err == nil && n > max {
+		r.Fail(ErrLength)
+	}
+	return r.Fixed(n)
+}
 
 // Var16 reads a uint16-length-prefixed byte string of at most max bytes.
 func (r *Reader) Var16(max int) []byte {
