@@ -48,7 +48,7 @@ var testNow = time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 func TestSealOpenRoundTrip(t *testing.T) {
 	alice, bob, carol := newTestUsers(t)
 	msg := &Message{ContentType: "text/plain; charset=utf-8", Body: []byte("meet at noon"),
-		GroupID: bytes.Repeat([]byte{7}, 16),
+		GroupID:     bytes.Repeat([]byte{7}, 16),
 		Attachments: []Attachment{{Name: "map.png", MediaType: "image/png", Size: 1234}}}
 	to := append(append(alice.recipients()[1:], bob.recipients()...), carol.recipients()...)
 	sealed, err := Seal(msg, alice.sender(), to, SealOptions{Sent: testNow, TTL: time.Hour})
