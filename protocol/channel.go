@@ -140,12 +140,18 @@ type channelKeys struct {
 	window  replayWindow
 }
 
+// hkdfKey derives the key of one direction: HKDF-SHA256 with the session
+// ID as salt and "<label> <direction>" as info.
+func hkdfKey(secret []byte, id SessionID, direction string) ([]byte, error) {
+	return hkdf.Key(sha256.New, secret, id[:], labelChannelKeys+" "+direction, 32)
+}
+
 func deriveKeys(secret []byte, id SessionID, client bool) (*channelKeys, error) {
-	c2s, err := hkdf.Key(sha256.New, secret, id[:], labelChannelKeys+" client-to-server", 32)
+	c2s, err := hkdfKey(secret, id, "client-to-server")
 	if err != nil {
 		return nil, err
 	}
-	s2c, err := hkdf.Key(sha256.New, secret, id[:], labelChannelKeys+" server-to-client", 32)
+	s2c, err := hkdfKey(secret, id, "server-to-client")
 	if err != nil {
 		return nil, err
 	}
