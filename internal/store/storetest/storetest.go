@@ -758,8 +758,8 @@ func testDeleteUser(t *testing.T, s store.Store) {
 
 	must(t, "Enqueue", s.Enqueue(ctx, []store.QueuedMessage{msg(t, v1, exp), msg(t, v2, exp), msg(t, v1, exp), msg(t, b1, exp)}))
 	owned := blob(t, v1, exp, b1)
-	onlyVictim := blob(t, b1, exp, v1, v2)  // nobody else would fetch it
-	shared := blob(t, c1, exp, v2, b1)      // bob still waits for it
+	onlyVictim := blob(t, b1, exp, v1, v2)   // nobody else would fetch it
+	shared := blob(t, c1, exp, v2, b1)       // bob still waits for it
 	doneByOthers := blob(t, c1, exp, b1, v1) // bob fetched, only the victim waits
 	for _, b := range []store.Blob{owned, onlyVictim, shared, doneByOthers} {
 		must(t, "CreateBlob", s.CreateBlob(ctx, b))
@@ -839,9 +839,9 @@ func testContextCanceled(t *testing.T, s store.Store) {
 		"Register": func() error {
 			return s.Register(cctx, nu, newDevice(t, nu.ID), &inv.TokenHash, t0)
 		},
-		"Enqueue":    func() error { return s.Enqueue(cctx, []store.QueuedMessage{msg(t, d, t0.Add(time.Hour))}) },
-		"Pending":    func() error { _, err := s.Pending(cctx, d.User, d.ID, t0, 10); return err },
-		"Ack":        func() error { return s.Ack(cctx, d.User, d.ID, m.ID) },
+		"Enqueue": func() error { return s.Enqueue(cctx, []store.QueuedMessage{msg(t, d, t0.Add(time.Hour))}) },
+		"Pending": func() error { _, err := s.Pending(cctx, d.User, d.ID, t0, 10); return err },
+		"Ack":     func() error { return s.Ack(cctx, d.User, d.ID, m.ID) },
 		"DeleteExpired": func() error {
 			_, err := s.DeleteExpired(cctx, t0.Add(48*time.Hour))
 			return err
