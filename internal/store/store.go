@@ -50,7 +50,7 @@ var (
 	// on, so the store refuses.
 	ErrSchemaTooNew = errors.New("database schema is newer than this version of qrtalkd")
 	// ErrClosed: the store or the QueueWriter is closed.
-	ErrClosed = errors.New("store closed")
+	ErrClosed = errors.New("closed")
 
 	// ErrInviteInvalid is what every failed invite redemption matches, so a
 	// server can answer with one error and reveal nothing about the token.

@@ -19,7 +19,10 @@ func (s *Store) Enqueue(ctx context.Context, msgs []store.QueuedMessage) error {
 		}
 	}
 	if len(msgs) == 0 {
-		return s.check(ctx)
+		if err := s.check(ctx); err != nil {
+			return fmt.Errorf("sqlite: enqueue: %w", err)
+		}
+		return nil
 	}
 	return s.write(ctx, "enqueue", func(tx *sql.Tx) error {
 		// The EXISTS makes a message for an unknown or revoked device a

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BlobExpiry", testBlobExpiry},
 		{"DeleteUser", testDeleteUser},
 		{"ContextCanceled", testContextCanceled},
+		{"ZeroInputs", testZeroInputs},
 		{"Vacuum", testVacuum},
 		{"Close", testClose},
 	}
@@ -883,6 +884,63 @@ func testContextCanceled(t *testing.T, s store.Store) {
 	must(t, "Blob", err)
 	if bb.Remaining() != 1 {
 		t.Error("a canceled MarkBlobFetched marked the blob fetched")
+	}
+}
+
+// testZeroInputs: zero values everywhere are refused or not found, and
+// nothing panics.
+func testZeroInputs(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var (
+		u  protocol.UserID
+		d  protocol.DeviceID
+		m  protocol.MessageID
+		b  store.BlobID
+		h  [32]byte
+		tz time.Time
+	)
+	wantErr(t, "CreateUser", s.CreateUser(ctx, store.User{}), store.ErrInvalid)
+	wantErr(t, "AddDevice", s.AddDevice(ctx, store.Device{}), store.ErrInvalid)
+	wantErr(t, "Register", s.Register(ctx, store.User{}, store.Device{}, nil, tz), store.ErrInvalid)
+	wantErr(t, "Register(zero invite)", s.Register(ctx, store.User{}, store.Device{}, &h, tz), store.ErrInvalid)
+	wantErr(t, "CreateInvite", s.CreateInvite(ctx, store.Invite{}), store.ErrInvalid)
+	wantErr(t, "Enqueue", s.Enqueue(ctx, []store.QueuedMessage{{}}), store.ErrInvalid)
+	wantErr(t, "CreateBlob", s.CreateBlob(ctx, store.Blob{}), store.ErrInvalid)
+	wantErr(t, "RevokeDevice", s.RevokeDevice(ctx, u, d, nil, tz), store.ErrInvalid)
+	_, err := s.Pending(ctx, u, d, tz, -1)
+	wantErr(t, "Pending(limit -1)", err, store.ErrInvalid)
+
+	_, err = s.User(ctx, u)
+	wantErr(t, "User", err, store.ErrNotFound)
+	_, err = s.DeleteUser(ctx, u)
+	wantErr(t, "DeleteUser", err, store.ErrNotFound)
+	_, err = s.Device(ctx, u, d)
+	wantErr(t, "Device", err, store.ErrNotFound)
+	_, err = s.Devices(ctx, u)
+	wantErr(t, "Devices", err, store.ErrNotFound)
+	wantErr(t, "Ack", s.Ack(ctx, u, d, m), store.ErrNotFound)
+	_, err = s.Blob(ctx, b, tz)
+	wantErr(t, "Blob", err, store.ErrNotFound)
+	_, err = s.MarkBlobFetched(ctx, b, u, d)
+	wantErr(t, "MarkBlobFetched", err, store.ErrNotFound)
+	wantErr(t, "DeleteBlob", s.DeleteBlob(ctx, b), store.ErrNotFound)
+	_, err = s.ConsumeInvite(ctx, h, tz)
+	wantErr(t, "ConsumeInvite", err, store.ErrInviteUnknown)
+	wantErr(t, "DeleteInvite", s.DeleteInvite(ctx, h), store.ErrInviteUnknown)
+	if ms, err := s.Pending(ctx, u, d, tz, 1); err != nil || len(ms) != 0 {
+		t.Fatalf("Pending(zero IDs) = %d, %v", len(ms), err)
+	}
+	for name, f := range map[string]func() (int, error){
+		"DeleteExpired":        func() (int, error) { return s.DeleteExpired(ctx, tz) },
+		"DeleteExpiredInvites": func() (int, error) { return s.DeleteExpiredInvites(ctx, tz) },
+		"QueueDepth":           func() (int, error) { return s.QueueDepth(ctx) },
+	} {
+		if n, err := f(); err != nil || n != 0 {
+			t.Fatalf("%s on an empty store = %d, %v", name, n, err)
+		}
+	}
+	if ids, err := s.DeleteExpiredBlobs(ctx, tz); err != nil || len(ids) != 0 {
+		t.Fatalf("DeleteExpiredBlobs on an empty store = %v, %v", ids, err)
 	}
 }
 
