@@ -403,3 +403,38 @@ func TestQueueWriterOnSQLite(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestVacuumWithReader: a read transaction that stays open keeps the WAL
+// from being truncated; Vacuum says so instead of claiming success, and the
+// next Vacuum, once the reader is done, completes.
+func TestVacuumWithReader(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "qrtalk.db"), Options{BusyTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d := account(t, s)
+	m := message(d, []byte("to be acknowledged"))
+	if err := s.Enqueue(ctx, []store.QueuedMessage{m}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := tx.QueryRow("SELECT count(*) FROM queue").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ack(ctx, d.User, d.ID, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Vacuum(ctx); !errors.Is(err, ErrCheckpointBusy) {
+		t.Fatalf("Vacuum with an open reader = %v, want ErrCheckpointBusy", err)
+	}
+	tx.Rollback()
+	if err := s.Vacuum(ctx); err != nil {
+		t.Fatalf("Vacuum after the reader is done: %v", err)
+	}
+}
