@@ -1,0 +1,132 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/qrtalk/qrtalk/internal/api"
+	"github.com/qrtalk/qrtalk/protocol"
+)
+
+// maxJSONBody bounds the plain JSON bodies (registration).
+const maxJSONBody = 16 << 10
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", api.ContentJSON)
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, e *api.Error) {
+	writeJSON(w, e.HTTP, e)
+}
+
+// readBody reads a whole request body of at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, *api.Error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, api.ErrTooLarge.With("body exceeds %d bytes", limit)
+		}
+		return nil, api.ErrMalformed.With("reading body: %v", err)
+	}
+	return body, nil
+}
+
+// decodeJSON decodes exactly one JSON value, refusing unknown fields.
+func decodeJSON(body []byte, v any) *api.Error {
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.ErrBadJSON.With("%v", err)
+	}
+	if dec.More() {
+		return api.ErrBadJSON.With("data after the JSON value")
+	}
+	return nil
+}
+
+// protocolError maps an error of package protocol to the API's catalogue.
+func protocolError(err error, fallback *api.Error) *api.Error {
+	switch {
+	case errors.Is(err, protocol.ErrVersion):
+		return api.ErrVersion.With("%v", err)
+	case errors.Is(err, protocol.ErrTooLarge):
+		return api.ErrTooLarge.With("%v", err)
+	case errors.Is(err, protocol.ErrKeySize), errors.Is(err, protocol.ErrKeyExponent):
+		return api.ErrBadKey.With("%v", err)
+	case errors.Is(err, protocol.ErrBadSignature):
+		return api.ErrBadSignature.With("%v", err)
+	case errors.Is(err, protocol.ErrClockSkew):
+		return api.ErrClockSkew.With("%v", err)
+	case errors.Is(err, protocol.ErrReplay):
+		return api.ErrReplay
+	}
+	return fallback.With("%v", err)
+}
+
+// proxyList holds the networks whose X-Forwarded-For is believed.
+type proxyList struct{ nets []netip.Prefix }
+
+func parseProxies(cidrs []string) (*proxyList, error) {
+	p := &proxyList{}
+	for _, c := range cidrs {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
+			return nil, fmt.Errorf("server: trusted proxy %q: %w", c, err)
+		}
+		p.nets = append(p.nets, pfx.Masked())
+	}
+	return p, nil
+}
+
+func (p *proxyList) trusted(a netip.Addr) bool {
+	for _, n := range p.nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP returns the address a request came from: the peer, or, behind a
+// trusted proxy, the last untrusted address in X-Forwarded-For.
+func (s *Server) clientIP(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}
+	}
+	a = a.Unmap()
+	if !s.proxies.trusted(a) {
+		return a
+	}
+	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		h, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		h = h.Unmap()
+		if !s.proxies.trusted(h) {
+			return h
+		}
+		a = h
+	}
+	return a
+}

@@ -1,0 +1,78 @@
+package server
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/qrtalk/qrtalk/protocol"
+)
+
+// limiters hold token buckets per client IP and per device. Idle buckets
+// are dropped by sweep, so memory follows the active clients.
+type limiters struct {
+	opts Options
+
+	mu        sync.Mutex
+	ips       map[netip.Addr]*bucket
+	devices   map[deviceKey]*bucket
+	directory map[deviceKey]*bucket
+}
+
+type deviceKey struct {
+	user   protocol.UserID
+	device protocol.DeviceID
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+func newLimiters(opts Options) *limiters {
+	return &limiters{opts: opts, ips: map[netip.Addr]*bucket{}, devices: map[deviceKey]*bucket{}, directory: map[deviceKey]*bucket{}}
+}
+
+func take[K comparable](mu *sync.Mutex, m map[K]*bucket, k K, r rate.Limit, burst int, now time.Time) bool {
+	mu.Lock()
+	b := m[k]
+	if b == nil {
+		b = &bucket{lim: rate.NewLimiter(r, burst)}
+		m[k] = b
+	}
+	b.seen = now
+	mu.Unlock()
+	return b.lim.AllowN(now, 1)
+}
+
+func (l *limiters) allowIP(a netip.Addr, now time.Time) bool {
+	return take(&l.mu, l.ips, a, l.opts.IPRate, l.opts.IPBurst, now)
+}
+
+func (l *limiters) allowDevice(u protocol.UserID, d protocol.DeviceID, now time.Time) bool {
+	return take(&l.mu, l.devices, deviceKey{u, d}, l.opts.DeviceRate, l.opts.DeviceBurst, now)
+}
+
+func (l *limiters) allowDirectory(u protocol.UserID, d protocol.DeviceID, now time.Time) bool {
+	return take(&l.mu, l.directory, deviceKey{u, d}, l.opts.DirectoryRate, l.opts.DirectoryBurst, now)
+}
+
+// sweep drops buckets idle for long enough to have refilled.
+func (l *limiters) sweep(now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, m := range []map[deviceKey]*bucket{l.devices, l.directory} {
+		for k, b := range m {
+			if now.Sub(b.seen) > 10*time.Minute {
+				delete(m, k)
+			}
+		}
+	}
+	for k, b := range l.ips {
+		if now.Sub(b.seen) > 10*time.Minute {
+			delete(l.ips, k)
+		}
+	}
+}

@@ -1,0 +1,200 @@
+package server
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/qrtalk/qrtalk/internal/api"
+	"github.com/qrtalk/qrtalk/internal/store"
+	"github.com/qrtalk/qrtalk/protocol"
+)
+
+// sessionTable maps session IDs to live channel sessions. Sessions live in
+// memory only: after a restart, clients set up new ones.
+type sessionTable struct {
+	mu       sync.RWMutex
+	sessions map[protocol.SessionID]*protocol.ServerSession
+}
+
+func newSessionTable() *sessionTable {
+	return &sessionTable{sessions: map[protocol.SessionID]*protocol.ServerSession{}}
+}
+
+func (t *sessionTable) add(s *protocol.ServerSession) {
+	t.mu.Lock()
+	t.sessions[s.ID()] = s
+	t.mu.Unlock()
+}
+
+func (t *sessionTable) get(id protocol.SessionID) *protocol.ServerSession {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.sessions[id]
+}
+
+func (t *sessionTable) len() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.sessions)
+}
+
+// dropDevice ends every session of a device (revocation, account deletion).
+func (t *sessionTable) dropDevice(u protocol.UserID, d protocol.DeviceID, all bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, s := range t.sessions {
+		if s.User == u && (all || s.Device == d) {
+			delete(t.sessions, id)
+		}
+	}
+}
+
+func (t *sessionTable) sweep(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, s := range t.sessions {
+		if !now.Before(s.Expires()) {
+			delete(t.sessions, id)
+		}
+	}
+}
+
+// handleSession sets up a channel session: the body is a setup message;
+// the answer is the confirmation frame.
+func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
+	body, aerr := readBody(w, r, protocol.ChannelSetupSize+1)
+	if aerr != nil {
+		writeError(w, aerr)
+		return
+	}
+	setup, err := protocol.ParseChannelSetup(body)
+	if err != nil {
+		writeError(w, protocolError(err, api.ErrMalformed))
+		return
+	}
+	dev, err := s.opts.Store.Device(r.Context(), setup.User, setup.Device)
+	if err != nil || dev.IsRevoked() {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.internalError(w, r, "looking up device", err)
+			return
+		}
+		writeError(w, api.ErrDeviceUnknown)
+		return
+	}
+	authKey, err := protocol.ParsePublicKey(dev.AuthKey)
+	if err != nil {
+		s.internalError(w, r, "stored auth key", err)
+		return
+	}
+	sess, confirm, err := protocol.AcceptSession(setup, s.opts.Key, authKey, s.opts.ReplayCache, s.opts.SessionLifetime, s.opts.Now())
+	if err != nil {
+		switch {
+		case errors.Is(err, protocol.ErrMismatch):
+			writeError(w, api.ErrMalformed.With("setup is for another server key; check the server fingerprint you pinned"))
+		case errors.Is(err, protocol.ErrDecrypt):
+			writeError(w, api.ErrMalformed.With("setup key does not decrypt"))
+		default:
+			writeError(w, protocolError(err, api.ErrMalformed))
+		}
+		return
+	}
+	s.sessions.add(sess)
+	s.metrics.sessionsCreated.Inc()
+	w.Header().Set("Content-Type", api.ContentFrame)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(confirm)
+}
+
+// An authRequest is a request whose frame opened under a session.
+type authRequest struct {
+	sess *protocol.ServerSession
+	body []byte
+	ctr  uint64
+}
+
+// authHandler answers an authenticated request with a response body to
+// seal, or an error.
+type authHandler func(ctx context.Context, r *http.Request, req *authRequest) ([]byte, *api.Error)
+
+// authed wraps a handler with the secure channel: the body is a frame,
+// opened for the request's method and path; the handler's answer is sealed
+// for the same.
+func (s *Server) authed(limit int64, h authHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, aerr := readBody(w, r, limit)
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+		req, aerr := s.openFrame(r, body)
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+		resp, aerr := h(r.Context(), r, req)
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+		w.Header().Set("Content-Type", api.ContentFrame)
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write(req.sess.SealResponse(req.ctr, r.Method, r.URL.Path, resp))
+	}
+}
+
+// headerFrame opens the frame a blob route carries in its FrameHeader.
+func (s *Server) headerFrame(r *http.Request) (*authRequest, *api.Error) {
+	h := r.Header.Get(api.FrameHeader)
+	if h == "" {
+		return nil, api.ErrUnauthorized.With("missing %s header", api.FrameHeader)
+	}
+	if len(h) > 64<<10 {
+		return nil, api.ErrTooLarge.With("%s header too large", api.FrameHeader)
+	}
+	frame, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		return nil, api.ErrMalformed.With("%s header is not base64url", api.FrameHeader)
+	}
+	return s.openFrame(r, frame)
+}
+
+func (s *Server) openFrame(r *http.Request, frame []byte) (*authRequest, *api.Error) {
+	id, _, err := protocol.ParseFrameHeader(frame)
+	if err != nil {
+		return nil, protocolError(err, api.ErrUnauthorized)
+	}
+	sess := s.sessions.get(id)
+	if sess == nil {
+		return nil, api.ErrSessionUnknown
+	}
+	now := s.opts.Now()
+	body, ctr, err := sess.OpenRequest(r.Method, r.URL.Path, frame, now)
+	if err != nil {
+		switch {
+		case errors.Is(err, protocol.ErrExpired):
+			return nil, api.ErrSessionUnknown
+		case errors.Is(err, protocol.ErrReplay):
+			return nil, api.ErrReplay
+		default:
+			return nil, api.ErrFrame
+		}
+	}
+	if !s.limits.allowDevice(sess.User, sess.Device, now) {
+		s.metrics.rateLimited.WithLabelValues("device").Inc()
+		return nil, api.ErrRateLimited
+	}
+	return &authRequest{sess: sess, body: body, ctr: ctr}, nil
+}
+
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		writeError(w, api.ErrUnavailable.With("request ended"))
+		return
+	}
+	s.opts.Logger.Error("internal error", "route", r.Pattern, "what", what, "err", err)
+	writeError(w, api.ErrInternal)
+}
