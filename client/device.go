@@ -43,10 +43,12 @@ func NewDevice(user protocol.UserID, identity *protocol.PrivateKey, now time.Tim
 	if err != nil {
 		return nil, err
 	}
-	return certify(user, protocol.NewDeviceID(), identity, enc, auth, now)
+	return NewDeviceFromKeys(user, protocol.NewDeviceID(), identity, enc, auth, now)
 }
 
-func certify(user protocol.UserID, id protocol.DeviceID, identity, enc, auth *protocol.PrivateKey, now time.Time) (*Device, error) {
+// NewDeviceFromKeys certifies a device made of keys the caller already has
+// (restored from storage, or provisioned).
+func NewDeviceFromKeys(user protocol.UserID, id protocol.DeviceID, identity, enc, auth *protocol.PrivateKey, now time.Time) (*Device, error) {
 	cert, err := protocol.CertifyDevice(identity, user, id, enc.Public(), auth.Public(), now)
 	if err != nil {
 		return nil, err

@@ -12,12 +12,12 @@ var (
 	testKeysList []*PrivateKey
 )
 
-// testKey returns the i-th fixed test key from testdata/test-keys.pem, so
+// testKey returns the i-th fixed test key from internal/testkeys/test-keys.pem, so
 // that tests do not spend their time generating RSA keys.
 func testKey(t testing.TB, i int) *PrivateKey {
 	t.Helper()
 	testKeysOnce.Do(func() {
-		data, err := os.ReadFile("testdata/test-keys.pem")
+		data, err := os.ReadFile("../internal/testkeys/test-keys.pem")
 		if err != nil {
 			panic(err)
 		}
