@@ -1,0 +1,144 @@
+package daemon
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/acme/autocert"
+
+	"github.com/qrtalk/qrtalk/internal/config"
+	"github.com/qrtalk/qrtalk/internal/tlspin"
+	"github.com/qrtalk/qrtalk/protocol"
+)
+
+// TLS policy. The minimum is TLS 1.2, not 1.3: our own clients pin the
+// server key and ask for 1.3 (tlspin.Config), but the same listener serves
+// the web client to browsers and answers load balancers and probes, some of
+// which still speak only 1.2. For 1.2 only ECDHE key exchange with AEAD
+// ciphers is offered (forward secrecy, no CBC); 1.3's suites are not
+// configurable and all good.
+func baseTLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+	}
+}
+
+// tlsMode names where the certificate comes from, for logs and Info.
+const (
+	tlsSelfSigned = "self-signed (server key)"
+	tlsFiles      = "certificate files"
+	tlsACME       = "acme (Let's Encrypt)"
+)
+
+// serverTLS builds the main listener's TLS configuration.
+//
+// By default the certificate is self-signed and its public key IS the
+// server key: a client that pinned the server fingerprint from an invite
+// checks the TLS leaf against that same fingerprint (tlspin.Config) and
+// needs no certificate authority. It is made anew at every start, so it
+// always names the current public URL host, and nothing but the key itself
+// needs to be kept.
+func serverTLS(cfg *config.Config, key *protocol.PrivateKey, publicURL string, now time.Time) (*tls.Config, *autocert.Manager, string, error) {
+	tc := baseTLSConfig()
+	switch {
+	case cfg.ACMEDomain != "":
+		m := newACMEManager(cfg)
+		ac := m.TLSConfig()
+		tc.GetCertificate = ac.GetCertificate
+		tc.NextProtos = ac.NextProtos // includes acme-tls/1 for TLS-ALPN-01
+		return tc, m, tlsACME, nil
+	case cfg.TLSCert != "":
+		r, err := newCertReloader(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		tc.GetCertificate = r.get
+		return tc, nil, tlsFiles, nil
+	default:
+		u, err := url.Parse(publicURL)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		cert, err := tlspin.SelfSigned(key, []string{u.Hostname()}, now)
+		if err != nil {
+			return nil, nil, "", err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+		return tc, nil, tlsSelfSigned, nil
+	}
+}
+
+// newACMEManager returns the autocert manager for cfg: certificates for
+// cfg.ACMEDomain only (any other SNI name is refused before Let's Encrypt
+// is asked, so nobody can make us request certificates for their names),
+// cached in <data>/acme.
+func newACMEManager(cfg *config.Config) *autocert.Manager {
+	return &autocert.Manager{
+		Prompt:     autocert.AcceptTOS,
+		HostPolicy: autocert.HostWhitelist(cfg.ACMEDomain),
+		Cache:      autocert.DirCache(filepath.Join(cfg.Data, ACMEDir)),
+		Email:      cfg.ACMEEmail,
+	}
+}
+
+// certReloader serves a certificate from files and reloads them when they
+// change, so that a renewal (certbot and the like) needs no restart.
+type certReloader struct {
+	certFile, keyFile string
+
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	modTime time.Time
+	checked time.Time
+}
+
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile}
+	if err := r.load(); err != nil {
+		return nil, config.WithHint(err, "check --tls-cert and --tls-key: a PEM certificate chain and its PEM private key")
+	}
+	return r, nil
+}
+
+func (r *certReloader) load() error {
+	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("tls certificate: %w", err)
+	}
+	fi, err := os.Stat(r.certFile)
+	if err != nil {
+		return fmt.Errorf("tls certificate: %w", err)
+	}
+	r.cert, r.modTime = &cert, fi.ModTime()
+	return nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := time.Now(); now.Sub(r.checked) > 30*time.Second {
+		r.checked = now
+		// On any error keep serving the certificate we have: a renewal
+		// half-written is better retried than served.
+		if fi, err := os.Stat(r.certFile); err == nil && !fi.ModTime().Equal(r.modTime) {
+			old, oldMod := r.cert, r.modTime
+			if r.load() != nil {
+				r.cert, r.modTime = old, oldMod
+			}
+		}
+	}
+	return r.cert, nil
+}
