@@ -32,6 +32,12 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	logger := daemon.NewLogger(cfg, a.stderr)
 	d, err := daemon.Start(ctx, cfg, daemon.Options{Logger: logger, Hostname: a.hostname})
 	if err != nil {
+		if ctx.Err() != nil {
+			// Stopped by a signal while starting: Start undid what it
+			// had begun, and that is a clean stop.
+			logger.Info("stopped while starting")
+			return nil
+		}
 		return err
 	}
 

@@ -56,6 +56,8 @@ type Options struct {
 
 	// wrap, for tests, wraps the main handler (to add a slow route).
 	wrap func(http.Handler) http.Handler
+	// requestTimeout, for tests, replaces requestTimeout when not zero.
+	requestTimeout time.Duration
 }
 
 // A Daemon is a running qrtalkd.

@@ -440,6 +440,57 @@ func TestShutdownTimeoutCutsRequests(t *testing.T) {
 	}
 }
 
+// TestRouteDeadlines checks that an ordinary request gets a read deadline
+// while a blob transfer gets a longer one.
+func TestRouteDeadlines(t *testing.T) {
+	type outcome struct {
+		body string
+		err  error
+	}
+	results := make(chan outcome, 2)
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/test/upload" || r.URL.Path == "/v1/blobs/test" {
+				b, err := io.ReadAll(r.Body)
+				results <- outcome{string(b), err}
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	const short = 300 * time.Millisecond
+	d, _ := start(t, testConfig(t, t.TempDir()), Options{wrap: wrap, requestTimeout: short})
+	c := pinnedClient(d.Fingerprint())
+
+	// slowPost sends a body that arrives after a pause of 3×short.
+	slowPost := func(path string) {
+		pr, pw := io.Pipe()
+		go func() {
+			time.Sleep(3 * short) // the body is late on purpose
+			pw.Write([]byte("late body"))
+			pw.Close()
+		}()
+		go func() {
+			resp, err := c.Post(d.URL()+path, "application/octet-stream", pr)
+			if err == nil {
+				resp.Body.Close()
+			}
+		}()
+	}
+
+	slowPost("/test/upload")
+	r := <-results
+	var ne net.Error
+	if r.err == nil || !errors.As(r.err, &ne) || !ne.Timeout() {
+		t.Errorf("ordinary route: read %q, %v; want a timeout", r.body, r.err)
+	}
+	slowPost("/v1/blobs/test")
+	r = <-results
+	if r.err != nil || r.body != "late body" {
+		t.Errorf("blob route: read %q, %v; want the late body", r.body, r.err)
+	}
+}
+
 func TestStartupInviteOnlyInInviteMode(t *testing.T) {
 	d, _ := start(t, testConfig(t, t.TempDir(), "--registration", "open"), Options{})
 	inv, err := d.StartupInvite(context.Background(), time.Hour)

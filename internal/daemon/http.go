@@ -100,8 +100,12 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 func (d *Daemon) withDeadlines(next http.Handler) http.Handler {
 	blob := blobBaseTimeout + time.Duration(d.cfg.MaxBlobSize/blobMinRate)*time.Second
 	live := d.cfg.LiveLifetime + liveGrace
+	ordinary := requestTimeout
+	if d.opts.requestTimeout != 0 {
+		ordinary = d.opts.requestTimeout
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		limit := requestTimeout
+		limit := ordinary
 		switch {
 		case r.URL.Path == api.LivePath:
 			limit = live
