@@ -61,7 +61,10 @@ func (c *Conn) AddDevice(ctx context.Context, cert *protocol.DeviceCert) error {
 
 // Revoke revokes a device of the Conn's user (itself included).
 func (c *Conn) Revoke(ctx context.Context, device protocol.DeviceID) error {
-	rev := protocol.RevokeDevice(c.dev.Identity, c.dev.User, device, c.opts.Now())
+	rev, err := protocol.RevokeDevice(c.dev.Identity, c.dev.User, device, c.opts.Now())
+	if err != nil {
+		return err
+	}
 	return c.call(ctx, "POST", "/v1/devices/revoke", mustJSON(api.RevokeRequest{Revocation: rev.Bytes()}), nil)
 }
 

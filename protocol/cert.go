@@ -138,7 +138,10 @@ type Revocation struct {
 const revocationSize = 2 + UserIDSize + DeviceIDSize + 8 + KeySize
 
 // RevokeDevice signs a revocation of a device with the identity key.
-func RevokeDevice(identity *PrivateKey, user UserID, device DeviceID, at time.Time) *Revocation {
+func RevokeDevice(identity *PrivateKey, user UserID, device DeviceID, at time.Time) (*Revocation, error) {
+	if user.IsZero() || device.IsZero() {
+		return nil, fmt.Errorf("%w: zero user or device ID", ErrMalformed)
+	}
 	b := wire.NewBuilder(revocationSize)
 	b.U8(Version)
 	b.U8(typeRevocation)
@@ -148,11 +151,14 @@ func RevokeDevice(identity *PrivateKey, user UserID, device DeviceID, at time.Ti
 	n := len(b.Bytes())
 	b.Raw(sign(identity, labeled(labelRevocation, b.Bytes())))
 	raw := b.Bytes()
-	return &Revocation{User: user, Device: device, Revoked: time.Unix(at.Unix(), 0).UTC(), raw: raw, tbs: raw[:n], sig: raw[n:]}
+	return &Revocation{User: user, Device: device, Revoked: time.Unix(at.Unix(), 0).UTC(), raw: raw, tbs: raw[:n], sig: raw[n:]}, nil
 }
 
 // ParseRevocation decodes a revocation without verifying it.
 func ParseRevocation(p []byte) (*Revocation, error) {
+	if len(p) > 0 && p[0] != Version {
+		return nil, fmt.Errorf("%w: revocation version %d", ErrVersion, p[0])
+	}
 	if len(p) != revocationSize {
 		return nil, fmt.Errorf("%w: revocation must be %d bytes, got %d", ErrMalformed, revocationSize, len(p))
 	}
@@ -170,6 +176,9 @@ func ParseRevocation(p []byte) (*Revocation, error) {
 		return nil, fmt.Errorf("%w: revocation: %v", ErrMalformed, err)
 	}
 	v.tbs = p[:n]
+	if v.User.IsZero() || v.Device.IsZero() {
+		return nil, fmt.Errorf("%w: revocation has a zero ID", ErrMalformed)
+	}
 	return v, nil
 }
 

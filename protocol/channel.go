@@ -37,6 +37,16 @@ const (
 
 	dirClientToServer = 1
 	dirServerToClient = 2
+
+	// Frame kinds, bound into every frame's associated data, so that no
+	// frame can be taken for one of another kind.
+	kindConfirm  = 1
+	kindRequest  = 2
+	kindResponse = 3
+	kindPush     = 4
+
+	// MaxMethodPath bounds the method and the path a frame is bound to.
+	MaxMethodPath = 1024
 )
 
 // A SessionID names a channel session. Both ends derive it from the setup
@@ -70,6 +80,9 @@ type ChannelSetup struct {
 
 // ParseChannelSetup decodes a setup message without checking it.
 func ParseChannelSetup(p []byte) (*ChannelSetup, error) {
+	if len(p) > 0 && p[0] != Version {
+		return nil, fmt.Errorf("%w: channel setup version %d", ErrVersion, p[0])
+	}
 	if len(p) != ChannelSetupSize {
 		return nil, fmt.Errorf("%w: channel setup must be %d bytes, got %d", ErrMalformed, ChannelSetupSize, len(p))
 	}
@@ -100,6 +113,10 @@ type ReplayCache interface {
 
 // MemoryReplayCache is a ReplayCache for a single process.
 type MemoryReplayCache struct {
+	// Now is the clock that decides when keys are dropped; nil means
+	// time.Now.
+	Now func() time.Time
+
 	mu   sync.Mutex
 	keys map[[16]byte]time.Time
 	next time.Time // when to drop expired keys next
@@ -110,6 +127,9 @@ func (c *MemoryReplayCache) Seen(key [16]byte, expires time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
+	if c.Now != nil {
+		now = c.Now()
+	}
 	if c.keys == nil {
 		c.keys = make(map[[16]byte]time.Time)
 	}
@@ -173,14 +193,15 @@ func frameNonce(dir byte, ctr uint64) []byte {
 	return n
 }
 
-// frameAAD binds a frame to its session, direction, counter, the request
-// it answers (0 for requests and pushes) and the HTTP method and path.
-func frameAAD(id SessionID, dir byte, ctr, reqCtr uint64, method, path string) []byte {
+// frameAAD binds a frame to its session, direction, kind, counter, the
+// request it answers (0 for other kinds) and the HTTP method and path.
+func frameAAD(id SessionID, dir, kind byte, ctr, reqCtr uint64, method, path string) []byte {
 	b := wire.NewBuilder(64 + len(method) + len(path))
 	b.Str(labelChannelFrame)
 	b.U8(0)
 	b.Raw(id[:])
 	b.U8(dir)
+	b.U8(kind)
 	b.U64(ctr)
 	b.U64(reqCtr)
 	b.Var16([]byte(method))
@@ -188,16 +209,19 @@ func frameAAD(id SessionID, dir byte, ctr, reqCtr uint64, method, path string) [
 	return b.Bytes()
 }
 
-func (k *channelKeys) seal(reqCtr uint64, method, path string, body []byte) []byte {
+func (k *channelKeys) seal(kind byte, reqCtr uint64, method, path string, body []byte) []byte {
 	ctr := k.sendCtr.Add(1) - 1
 	out := make([]byte, frameHeaderSize, frameHeaderSize+len(body)+16)
 	out[0], out[1] = Version, typeChannelFrame
 	copy(out[2:], k.id[:])
 	binary.BigEndian.PutUint64(out[2+SessionIDSize:], ctr)
-	return k.send.Seal(out, frameNonce(k.sendDir, ctr), body, frameAAD(k.id, k.sendDir, ctr, reqCtr, method, path))
+	return k.send.Seal(out, frameNonce(k.sendDir, ctr), body, frameAAD(k.id, k.sendDir, kind, ctr, reqCtr, method, path))
 }
 
-func (k *channelKeys) open(reqCtr uint64, method, path string, frame []byte, now time.Time) ([]byte, uint64, error) {
+func (k *channelKeys) open(kind byte, reqCtr uint64, method, path string, frame []byte, now time.Time) ([]byte, uint64, error) {
+	if len(method) > MaxMethodPath || len(path) > MaxMethodPath {
+		return nil, 0, fmt.Errorf("%w: method or path longer than %d bytes", ErrTooLarge, MaxMethodPath)
+	}
 	if !now.Before(k.expires) {
 		return nil, 0, fmt.Errorf("%w: channel session %s ended at %s", ErrExpired, k.id, k.expires.Format(time.RFC3339))
 	}
@@ -211,7 +235,7 @@ func (k *channelKeys) open(reqCtr uint64, method, path string, frame []byte, now
 	if !k.window.check(ctr) {
 		return nil, 0, fmt.Errorf("%w: frame %d", ErrReplay, ctr)
 	}
-	body, err := k.recv.Open(nil, frameNonce(k.recvDir, ctr), frame[frameHeaderSize:], frameAAD(k.id, k.recvDir, ctr, reqCtr, method, path))
+	body, err := k.recv.Open(nil, frameNonce(k.recvDir, ctr), frame[frameHeaderSize:], frameAAD(k.id, k.recvDir, kind, ctr, reqCtr, method, path))
 	if err != nil {
 		return nil, 0, ErrDecrypt
 	}
@@ -342,7 +366,10 @@ const confirmMethod, confirmPath = "SETUP", "/"
 // which proves that the server holds its private key and says when the
 // session ends.
 func (c *ClientSession) Confirm(confirm []byte, now time.Time) error {
-	body, ctr, err := c.k.open(0, confirmMethod, confirmPath, confirm, now)
+	if c.confirmed.Load() {
+		return fmt.Errorf("%w: channel session is already confirmed", ErrReplay)
+	}
+	body, ctr, err := c.k.open(kindConfirm, 0, confirmMethod, confirmPath, confirm, now)
 	if err != nil {
 		return fmt.Errorf("channel confirmation: %w", err)
 	}
@@ -358,6 +385,8 @@ func (c *ClientSession) Confirm(confirm []byte, now time.Time) error {
 	return nil
 }
 
+var errNotConfirmed = fmt.Errorf("%w: channel session is not confirmed", ErrMalformed)
+
 // ID returns the session ID.
 func (c *ClientSession) ID() SessionID { return c.k.id }
 
@@ -368,16 +397,22 @@ func (c *ClientSession) Expires() time.Time { return c.k.expires }
 // frame and its counter, which the response is bound to.
 func (c *ClientSession) SealRequest(method, path string, body []byte) ([]byte, uint64, error) {
 	if !c.confirmed.Load() {
-		return nil, 0, fmt.Errorf("%w: channel session is not confirmed", ErrMalformed)
+		return nil, 0, errNotConfirmed
 	}
-	frame := c.k.seal(0, method, path, body)
+	if len(method) > MaxMethodPath || len(path) > MaxMethodPath {
+		return nil, 0, fmt.Errorf("%w: method or path longer than %d bytes", ErrTooLarge, MaxMethodPath)
+	}
+	frame := c.k.seal(kindRequest, 0, method, path, body)
 	_, ctr, _ := ParseFrameHeader(frame)
 	return frame, ctr, nil
 }
 
 // OpenResponse decrypts the response to the request with counter reqCtr.
 func (c *ClientSession) OpenResponse(reqCtr uint64, method, path string, frame []byte, now time.Time) ([]byte, error) {
-	body, _, err := c.k.open(reqCtr, method, path, frame, now)
+	if !c.confirmed.Load() {
+		return nil, errNotConfirmed
+	}
+	body, _, err := c.k.open(kindResponse, reqCtr, method, path, frame, now)
 	return body, err
 }
 
@@ -386,7 +421,10 @@ const pushMethod, pushPath = "PUSH", "/"
 
 // OpenPush decrypts a frame the server pushed on the live channel.
 func (c *ClientSession) OpenPush(frame []byte, now time.Time) ([]byte, error) {
-	body, _, err := c.k.open(0, pushMethod, pushPath, frame, now)
+	if !c.confirmed.Load() {
+		return nil, errNotConfirmed
+	}
+	body, _, err := c.k.open(kindPush, 0, pushMethod, pushPath, frame, now)
 	return body, err
 }
 
@@ -433,7 +471,7 @@ func AcceptSession(s *ChannelSetup, server *PrivateKey, deviceAuth *PublicKey, r
 	k.expires = now.Add(lifetime)
 	var body [8]byte
 	binary.BigEndian.PutUint64(body[:], uint64(k.expires.UnixMilli()))
-	confirm := k.seal(0, confirmMethod, confirmPath, body[:])
+	confirm := k.seal(kindConfirm, 0, confirmMethod, confirmPath, body[:])
 	return &ServerSession{k: k, User: s.User, Device: s.Device}, confirm, nil
 }
 
@@ -446,15 +484,15 @@ func (s *ServerSession) Expires() time.Time { return s.k.expires }
 // OpenRequest decrypts a request frame received for method and path and
 // returns its body and counter.
 func (s *ServerSession) OpenRequest(method, path string, frame []byte, now time.Time) ([]byte, uint64, error) {
-	return s.k.open(0, method, path, frame, now)
+	return s.k.open(kindRequest, 0, method, path, frame, now)
 }
 
 // SealResponse encrypts the response to the request with counter reqCtr.
 func (s *ServerSession) SealResponse(reqCtr uint64, method, path string, body []byte) []byte {
-	return s.k.seal(reqCtr, method, path, body)
+	return s.k.seal(kindResponse, reqCtr, method, path, body)
 }
 
 // SealPush encrypts a frame to push on the live channel.
 func (s *ServerSession) SealPush(body []byte) []byte {
-	return s.k.seal(0, pushMethod, pushPath, body)
+	return s.k.seal(kindPush, 0, pushMethod, pushPath, body)
 }

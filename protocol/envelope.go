@@ -146,6 +146,12 @@ func Seal(msg *Message, from Sender, to []DeviceRecipient, opts SealOptions) ([]
 	if err != nil {
 		return nil, err
 	}
+	return sealPlaintext(plaintext, from, to, users, opts), nil
+}
+
+// sealPlaintext seals an encoded, padded Message for devices sorted and
+// checked by Seal. Tests use it to build envelopes Seal would refuse.
+func sealPlaintext(plaintext []byte, from Sender, to []DeviceRecipient, users []UserID, opts SealOptions) []byte {
 	id := opts.ID
 	if id.IsZero() {
 		id = NewMessageID()
@@ -191,7 +197,7 @@ func Seal(msg *Message, from Sender, to []DeviceRecipient, opts SealOptions) ([]
 	b.Raw(commitment)
 	b.Var32(ciphertext)
 	b.Var16(sig)
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
 // wrapAll wraps key for every device, on all cores when there are many:

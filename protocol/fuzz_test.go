@@ -451,7 +451,11 @@ func FuzzParseRevocation(f *testing.F) {
 	fixedRand(4, func() {
 		user := NewUserID()
 		for _, at := range []time.Time{testNow, time.Unix(0, 0), time.Unix(-1<<40, 0)} {
-			genuine = append(genuine, RevokeDevice(identity, user, NewDeviceID(), at).Bytes())
+			rev, err := RevokeDevice(identity, user, NewDeviceID(), at)
+			if err != nil {
+				f.Fatal(err)
+			}
+			genuine = append(genuine, rev.Bytes())
 		}
 	})
 	for _, p := range genuine {
@@ -827,6 +831,7 @@ func FuzzParseChannelSetup(f *testing.F) {
 // associated data. A push is a server frame for (0, "PUSH", "/").
 type channelFrame struct {
 	fromClient   bool
+	push         bool // a push, not a response: frame kinds never mix
 	method, path string
 	reqCtr       uint64
 	frame, body  []byte
@@ -840,17 +845,17 @@ func newChannelFixture(f testing.TB) (cs *ClientSession, ss *ServerSession, genu
 		req := func(method, path string, body []byte) uint64 {
 			frame, ctr, err := cs.SealRequest(method, path, body)
 			mustOK(f, "request", err)
-			genuine = append(genuine, channelFrame{true, method, path, 0, frame, body})
+			genuine = append(genuine, channelFrame{true, false, method, path, 0, frame, body})
 			return ctr
 		}
 		resp := func(ctr uint64, method, path string, body []byte) {
-			genuine = append(genuine, channelFrame{false, method, path, ctr, ss.SealResponse(ctr, method, path, body), body})
+			genuine = append(genuine, channelFrame{false, false, method, path, ctr, ss.SealResponse(ctr, method, path, body), body})
 		}
 		c1 := req("POST", "/v1/send", []byte("request body"))
 		c2 := req("GET", "/v1/inbox", nil)
 		resp(c1, "POST", "/v1/send", []byte("ok"))
 		resp(c2, "GET", "/v1/inbox", bytes.Repeat([]byte("m"), 1000))
-		genuine = append(genuine, channelFrame{false, pushMethod, pushPath, 0, ss.SealPush([]byte("pushed")), []byte("pushed")})
+		genuine = append(genuine, channelFrame{false, true, pushMethod, pushPath, 0, ss.SealPush([]byte("pushed")), []byte("pushed")})
 	})
 	return cs, ss, genuine
 }
@@ -879,11 +884,11 @@ func FuzzChannelOpen(f *testing.F) {
 	// check opens frame as sealed by the client (fromClient) or the server
 	// for (reqCtr, method, path): it must open exactly when a genuine frame
 	// matches, give that frame's body, and open only once.
-	check := func(t *testing.T, fromClient bool, frame []byte, method, path string, reqCtr uint64, open func() ([]byte, error)) {
+	check := func(t *testing.T, fromClient, push bool, frame []byte, method, path string, reqCtr uint64, open func() ([]byte, error)) {
 		var g *channelFrame
 		for i := range genuine {
 			c := &genuine[i]
-			if c.fromClient == fromClient && bytes.Equal(c.frame, frame) && c.method == method && c.path == path && c.reqCtr == reqCtr {
+			if c.fromClient == fromClient && c.push == push && bytes.Equal(c.frame, frame) && c.method == method && c.path == path && c.reqCtr == reqCtr {
 				g = c
 			}
 		}
@@ -908,15 +913,15 @@ func FuzzChannelOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frame []byte, method, path string, reqCtr uint64) {
 		ss.k.window = replayWindow{}
 		cs.k.window = replayWindow{}
-		check(t, true, frame, method, path, 0, func() ([]byte, error) {
+		check(t, true, false, frame, method, path, 0, func() ([]byte, error) {
 			body, _, err := ss.OpenRequest(method, path, frame, at)
 			return body, err
 		})
-		check(t, false, frame, method, path, reqCtr, func() ([]byte, error) {
+		check(t, false, false, frame, method, path, reqCtr, func() ([]byte, error) {
 			return cs.OpenResponse(reqCtr, method, path, frame, at)
 		})
 		cs.k.window = replayWindow{}
-		check(t, false, frame, pushMethod, pushPath, 0, func() ([]byte, error) {
+		check(t, false, true, frame, pushMethod, pushPath, 0, func() ([]byte, error) {
 			return cs.OpenPush(frame, at)
 		})
 	})

@@ -88,7 +88,7 @@ func (id *MessageID) UnmarshalText(b []byte) error {
 // anything else is an error.
 func ParseUserID(s string) (UserID, error) {
 	var id UserID
-	s = strings.ToLower(strings.NewReplacer("-", "", " ", "").Replace(s))
+	s = asciiLower(strings.NewReplacer("-", "", " ", "").Replace(s))
 	if len(s) != 26 {
 		return id, fmt.Errorf("%w: user ID must be 26 base32 characters, got %d", ErrMalformed, len(s))
 	}
@@ -142,4 +142,16 @@ func parseHexID(dst []byte, s, what string) error {
 		return fmt.Errorf("%w: %s is zero", ErrMalformed, what)
 	}
 	return nil
+}
+
+// asciiLower lowers ASCII letters only: Unicode case folding would let
+// look-alikes (the Kelvin sign for k) pass for an ID's characters.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -126,7 +126,16 @@ func ParsePrivateKey(der []byte) (*PrivateKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: private key is %T, not RSA", ErrMalformed, k)
 	}
-	return newPrivateKey(rk)
+	priv, err := newPrivateKey(rk)
+	if err != nil {
+		return nil, err
+	}
+	// One key, one encoding: refuse extra primes, attributes and other
+	// variations that re-encoding would drop.
+	if !bytes.Equal(priv.Bytes(), der) {
+		return nil, fmt.Errorf("%w: private key encoding is not canonical PKCS #8", ErrMalformed)
+	}
+	return priv, nil
 }
 
 // ParsePrivateKeyPEM parses a PEM block of type "PRIVATE KEY" (PKCS #8).
@@ -145,6 +154,12 @@ func decodePEM(p []byte, typ string, max int) ([]byte, error) {
 	block, rest := pem.Decode(p)
 	if block == nil {
 		return nil, fmt.Errorf("%w: no PEM block found", ErrMalformed)
+	}
+	// pem.Decode skips anything before the block it returns, malformed
+	// blocks included: refuse all of it.
+	if consumed := p[:len(p)-len(rest)]; bytes.Count(consumed, []byte("-----BEGIN")) != 1 ||
+		!bytes.HasPrefix(bytes.TrimSpace(consumed), []byte("-----BEGIN")) {
+		return nil, fmt.Errorf("%w: data before the PEM block", ErrMalformed)
 	}
 	if block.Type != typ {
 		return nil, fmt.Errorf("%w: PEM block is %q, want %q", ErrMalformed, block.Type, typ)

@@ -3,6 +3,7 @@ package protocol
 import (
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -106,17 +107,32 @@ func CheckToken(t string) error {
 	return nil
 }
 
-// CheckServerURL validates a server URL: https, a host, no credentials,
-// query or fragment. It returns the URL without a trailing slash.
+// CheckServerURL validates a server URL and returns its canonical form:
+// "https://" + the host in lower case + an optional ":port" (1 to 65535) +
+// an optional path without a trailing slash. Credentials, a query or a
+// fragment (even an empty one) are refused.
 func CheckServerURL(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("%w: server URL: %v", ErrMalformed, err)
-	}
-	if u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+	bad := func() (string, error) {
 		return "", fmt.Errorf("%w: server URL must be https://host[:port][/path], got %q", ErrMalformed, s)
 	}
-	return strings.TrimSuffix(u.String(), "/"), nil
+	if len(s) > MaxURISize || strings.ContainsAny(s, "?#@\\ \t\r\n") {
+		return bad()
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "https" || u.Opaque != "" || u.User != nil || u.Hostname() == "" {
+		return bad()
+	}
+	host := strings.ToLower(u.Host)
+	if strings.HasSuffix(host, ":") {
+		return bad()
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 || p[0] == '0' {
+			return bad()
+		}
+	}
+	return "https://" + host + strings.TrimRight(u.EscapedPath(), "/"), nil
 }
 
 // parseURI checks the scheme, kind and version of a qrtalk: URI and returns

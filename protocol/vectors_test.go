@@ -79,8 +79,24 @@ type envelopeVector struct {
 	ContentType string       `json:"content_type,omitempty"`
 	Body        []byte       `json:"body,omitempty"`
 	GroupID     []byte       `json:"group_id,omitempty"`
-	Attachments []Attachment `json:"attachments,omitempty"`
+	Attachments []attachmentVector `json:"attachments,omitempty"`
 	Error       string       `json:"error,omitempty"`
+}
+
+// attachmentVector: an Attachment with its binary fields in hex and its
+// size as a decimal string (JSON numbers lose precision above 2^53).
+type attachmentVector struct {
+	BlobID    string `json:"blob_id"`
+	Key       string `json:"key"`
+	SHA256    string `json:"sha256"`
+	Size      uint64 `json:"size,string"`
+	Name      string `json:"name"`
+	MediaType string `json:"media_type"`
+}
+
+func toAttachmentVector(a Attachment) attachmentVector {
+	return attachmentVector{BlobID: hex.EncodeToString(a.BlobID[:]), Key: hex.EncodeToString(a.Key[:]), SHA256: hex.EncodeToString(a.SHA256[:]),
+		Size: a.Size, Name: a.Name, MediaType: a.MediaType}
 }
 
 type channelVector struct {
@@ -267,7 +283,7 @@ func TestVectors(t *testing.T) {
 					t.Fatalf("got %v %+v", status, m)
 				}
 				for i := range m.Attachments {
-					if m.Attachments[i] != ev.Attachments[i] {
+					if toAttachmentVector(m.Attachments[i]) != ev.Attachments[i] {
 						t.Fatalf("attachment %d differs", i)
 					}
 				}
@@ -504,11 +520,16 @@ func generateVectors(t *testing.T) *vectorFile {
 		certVec("trailing-data", "alice-identity", append(bytes.Clone(cert.Bytes()), 0), nil, "malformed"),
 		certVec("version-2", "alice-identity", flipTo(cert.Bytes(), 0, 2), nil, "version"),
 	}
-	rev := RevokeDevice(keys["alice-identity"], alice, aliceLaptop, now)
+	rev, err := RevokeDevice(keys["alice-identity"], alice, aliceLaptop, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	v.Revocations = []certVector{
 		{Name: "alice-laptop", IdentityKey: "alice-identity", Data: rev.Bytes(), User: alice.String(), Device: aliceLaptop.String(), Time: now.Unix()},
 		{Name: "signed-by-another-identity", IdentityKey: "bob-identity", Data: rev.Bytes(), Error: "bad_signature"},
 		{Name: "tampered-time", IdentityKey: "alice-identity", Data: flip(rev.Bytes(), 2+UserIDSize+DeviceIDSize+7), Error: "bad_signature"},
+		{Name: "version-2", IdentityKey: "alice-identity", Data: flipTo(rev.Bytes(), 0, 2), Error: "version"},
+		{Name: "truncated", IdentityKey: "alice-identity", Data: rev.Bytes()[:len(rev.Bytes())-1], Error: "malformed"},
 	}
 
 	// Envelopes.
@@ -565,7 +586,10 @@ func generateVectors(t *testing.T) *vectorFile {
 			if err != nil {
 				t.Fatalf("%s: %v", name, err)
 			}
-			ev.Status, ev.ContentType, ev.Body, ev.GroupID, ev.Attachments = status.String(), m.ContentType, m.Body, m.GroupID, m.Attachments
+			ev.Status, ev.ContentType, ev.Body, ev.GroupID = status.String(), m.ContentType, m.Body, m.GroupID
+			for _, a := range m.Attachments {
+				ev.Attachments = append(ev.Attachments, toAttachmentVector(a))
+			}
 		}
 		return ev
 	}
@@ -579,6 +603,19 @@ func generateVectors(t *testing.T) *vectorFile {
 	// bob's entry (the header still lists bob).
 	outsider := bytes.Clone(one)
 	outsider[len(oneEnv.header)+2] ^= 0x80
+	unsignedEnv, _ := ParseEnvelope(unsigned)
+	// Plaintexts that Seal would never produce, sealed and signed.
+	plain, err := text.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	craft := func(p []byte) []byte {
+		return sealPlaintext(p, sender, []DeviceRecipient{bobRcpt}, []UserID{bob}, SealOptions{Sent: now, TTL: time.Hour, ID: NewMessageID()})
+	}
+	padTooLong := craft(append(bytes.Clone(plain), make([]byte, padBlock)...))
+	notZero := bytes.Clone(plain)
+	notZero[len(notZero)-1] = 1
+	padNotZero := craft(notZero)
 	v.Envelopes = []envelopeVector{
 		envVec("one-recipient-signed", one, bob, bobPhone, "bob-phone-enc", "alice-identity", at, ""),
 		envVec("one-recipient-signed-sender-unknown", one, bob, bobPhone, "bob-phone-enc", "", at, ""),
@@ -599,6 +636,11 @@ func generateVectors(t *testing.T) *vectorFile {
 		envVec("version-2", flipTo(one, 0, 2), bob, bobPhone, "bob-phone-enc", "alice-identity", at, "version"),
 		envVec("trailing-data", append(bytes.Clone(one), 0), bob, bobPhone, "bob-phone-enc", "alice-identity", at, "malformed"),
 		envVec("truncated", one[:len(one)-1], bob, bobPhone, "bob-phone-enc", "alice-identity", at, "malformed"),
+		// The key commitment is not in the AEAD's associated data: only
+		// its own check catches this.
+		envVec("tampered-commitment-unsigned", flip(unsigned, len(unsignedEnv.header)+2+wrappedEntry+nonceSize+5), bob, bobPhone, "bob-phone-enc", "alice-identity", at, "decrypt"),
+		envVec("plaintext-padding-too-long", padTooLong, bob, bobPhone, "bob-phone-enc", "alice-identity", at, "malformed"),
+		envVec("plaintext-padding-not-zero", padNotZero, bob, bobPhone, "bob-phone-enc", "alice-identity", at, "malformed"),
 	}
 
 	// Channel transcripts.
@@ -630,6 +672,10 @@ func generateVectors(t *testing.T) *vectorFile {
 		{"qrtalk:contact?v=1&s=http%3A%2F%2Fchat.example.org&sfp=" + serverFP.String() + "&u=" + alice.String() + "&fp=" + card.Identity.String(), "contact"},
 		{card.URI() + "&x=1", "contact"},
 		{inv.URI(), "contact"},
+		{"qrtalk:invite?v=1&s=https%3A%2F%2FChat.Example.ORG%3A8443%2Fqrtalk%2F&sfp=" + serverFP.String() + "&t=" + inv.Token, "invite"},
+		{"qrtalk:invite?v=1&s=https%3A%2F%2Fchat.example.org%3F&sfp=" + serverFP.String() + "&t=" + inv.Token, "invite"},
+		{"qrtalk:invite?v=1&s=https%3A%2F%2Fchat.example.org%3A99999&sfp=" + serverFP.String() + "&t=" + inv.Token, "invite"},
+		{"qrtalk:invite?v=1&s=https%3A%2F%2Fuser%40chat.example.org&sfp=" + serverFP.String() + "&t=" + inv.Token, "invite"},
 		{"qrtalk:invite?v=1&s=https%3A%2F%2Fchat.example.org&sfp=" + serverFP.String() + "&t=short", "invite"},
 		{"qrtalk:invite?v=1&s=https%3A%2F%2Fchat.example.org&sfp=" + serverFP.String()[:42] + "&t=" + inv.Token, "invite"},
 	} {
@@ -655,6 +701,18 @@ func generateVectors(t *testing.T) *vectorFile {
 			v.Blobs = append(v.Blobs,
 				blobVector{Name: "truncated-after-first-chunk", Key: hex.EncodeToString(blobKey[:]), Encrypted: enc[:blobHeaderSize+BlobChunkSize+blobTagSize], Error: "decrypt"},
 				blobVector{Name: "chunk-modified", Key: hex.EncodeToString(blobKey[:]), Encrypted: flip(enc, 1000)[:blobHeaderSize+BlobChunkSize+blobTagSize+100], Error: "decrypt"})
+			// A full chunk then an empty last chunk: only an empty blob may
+			// end with an empty chunk.
+			aead := newGCM(blobKey[:])
+			crafted := []byte{Version, typeBlob}
+			crafted = aead.Seal(crafted, blobNonce(0, false), plain[:BlobChunkSize], nil)
+			crafted = aead.Seal(crafted, blobNonce(1, true), nil, nil)
+			// A single chunk without the last-chunk flag.
+			unflagged := aead.Seal([]byte{Version, typeBlob}, blobNonce(0, false), plain[:100], nil)
+			v.Blobs = append(v.Blobs,
+				blobVector{Name: "empty-last-chunk-after-a-full-chunk", Key: hex.EncodeToString(blobKey[:]), Encrypted: crafted, Error: "decrypt"},
+				blobVector{Name: "last-chunk-not-flagged", Key: hex.EncodeToString(blobKey[:]), Encrypted: unflagged, Error: "decrypt"},
+				blobVector{Name: "version-2", Key: hex.EncodeToString(blobKey[:]), Encrypted: flipTo(unflagged, 0, 2), Error: "version"})
 		}
 	}
 	return v
@@ -713,10 +771,15 @@ func channelTranscript(t *testing.T, dev ChannelDevice, keys map[string]*Private
 		frame("server-to-client", "response", "POST", "/v1/send", c1, resp1, []byte(`{"status":"ok"}`), at, ""),
 		frame("server-to-client", "response", "POST", "/v1/keys", c1, resp2, nil, at, "decrypt"),
 		frame("server-to-client", "response", "POST", "/v1/keys", c2, resp2, []byte("second response"), at, ""),
+		// Frame kinds never mix: a push is not the response to request 0.
+		frame("server-to-client", "response", pushMethod, pushPath, 0, push, nil, at, "decrypt"),
 		frame("server-to-client", "push", "", "", 0, push, []byte("pushed delivery"), at, ""),
 		frame("client-to-server", "request", "POST", "/v1/other", 0, r3, nil, at, "decrypt"),
 		frame("client-to-server", "request", "POST", "/v1/send", 0, r3, nil, now.Add(time.Hour), "expired"),
 		frame("client-to-server", "request", "POST", "/v1/send", 0, r3, []byte("late"), at, ""),
+		frame("client-to-server", "request", "POST", "/v1/send", 0, flipTo(r3, 0, 2), nil, at, "version"),
+		frame("client-to-server", "request", "POST", "/v1/send", 0, r3[:frameHeaderSize+15], nil, at, "malformed"),
+		frame("client-to-server", "request", "POST", "/v1/send", 0, flip(r3, 5), nil, at, "mismatch"),
 	}
 	return cv
 }
