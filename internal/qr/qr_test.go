@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode/decoder"
 )
 
 // uris returns realistic qrtalk: URIs: an invite, a contact card, a device
@@ -795,19 +796,18 @@ func FuzzDecode(f *testing.F) {
 }
 
 // FuzzGrayPixels feeds arbitrary small grey images to Decode, which reaches
-// the detector and the decoder far more often than mutated image files do.
-// The first byte picks the width.
+// the finder far more often than mutated image files do. The first byte is
+// the width. The seeds are kept small: with seeds of a few kilobytes the
+// fuzzing engine stops reporting progress (golang/go#51484).
 func FuzzGrayPixels(f *testing.F) {
-	var seeds [][]byte
-	for _, scale := range []int{1, 2} {
-		g := greyImage(f, "qrtalk:u/0123456789abcdefghjkmnpqrs", scale)
-		seeds = append(seeds, append([]byte{byte(g.Bounds().Dx())}, g.Pix...))
+	one := whiteGray(9, 9)
+	finderSquare(one, 1, 1, 1)
+	seeds := [][]byte{
+		append([]byte{9}, one.Pix...),
+		{3, 1, 2, 3, 4, 5, 6},
+		bytes.Repeat([]byte{0, 255}, 64),
+		{0},
 	}
-	finders := whiteGray(40, 40)
-	finderSquare(finders, 1, 1, 1)
-	finderSquare(finders, 30, 1, 1)
-	finderSquare(finders, 1, 30, 1)
-	seeds = append(seeds, append([]byte{40}, finders.Pix...), []byte{0}, []byte{3, 1, 2, 3, 4, 5, 6})
 	if len(seeds) == 0 {
 		f.Fatal("empty seed corpus")
 	}
@@ -829,6 +829,93 @@ func FuzzGrayPixels(f *testing.F) {
 		if !utf8.ValidString(text) {
 			t.Fatalf("decoded text is not valid utf-8: %q", text)
 		}
+	})
+}
+
+// FuzzModuleGrid feeds module grids to gozxing's decoder, the stage after
+// our finder: a hostile image can make the sampled grid anything. The seeds
+// are real codes, so that mutations get through error correction into the
+// bit-stream parser. The first byte picks the version.
+func FuzzModuleGrid(f *testing.F) {
+	var seeds [][]byte
+	for _, text := range []string{"qrtalk:u/0123456789abcdefghjkmnpqrs", "QRTALK 12345", "Zoë 😀"} {
+		m, err := modules(text, Medium)
+		if err != nil {
+			f.Fatal(err)
+		}
+		n := len(m) - 2*quietZone
+		seed := []byte{byte((n - 17) / 4)}
+		var acc byte
+		for i := range n * n {
+			if m[quietZone+i/n][quietZone+i%n] {
+				acc |= 1 << (i % 8)
+			}
+			if i%8 == 7 || i == n*n-1 {
+				seed, acc = append(seed, acc), 0
+			}
+		}
+		seeds = append(seeds, seed)
+	}
+	if len(seeds) == 0 {
+		f.Fatal("empty seed corpus")
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) < 1 {
+			return
+		}
+		n := 17 + 4*(int(data[0])%40+1)
+		bits := data[1:]
+		grid := make([][]bool, n)
+		for y := range grid {
+			grid[y] = make([]bool, n)
+			for x := range grid[y] {
+				if i := y*n + x; i/8 < len(bits) {
+					grid[y][x] = bits[i/8]>>(i%8)&1 == 1
+				}
+			}
+		}
+		_, _ = decoder.NewDecoder().DecodeBoolMap(grid, nil)
+	})
+}
+
+// FuzzBitStream feeds arbitrary data codewords to gozxing's bit-stream
+// parser: anyone can make a valid code whose error correction checks out
+// around any bytes at all.
+func FuzzBitStream(f *testing.F) {
+	seeds := [][]byte{
+		append([]byte{0x40, 0x50}, "qrtalk:invite?v=1"...),           // byte mode
+		{0x20, 0x5b, 0x0b, 0x78, 0xd1, 0x72, 0xdc, 0x4d, 0x43, 0x40}, // alphanumeric
+		{0x10, 0x20, 0x0c, 0x56, 0x61, 0x80},                         // numeric
+		{0x71, 0xa4, 0x06, 0x85, 0x4d, 0x00},                         // ECI UTF-8, then byte mode
+		{0x80, 0x28, 0xd9, 0xf0},                                     // kanji
+		{0xd1, 0x01, 0x00, 0x01, 0x00},                               // hanzi
+		{0x30, 0x12, 0x34, 0x40, 0x10, 0x41},                         // structured append
+		{0x50, 0x20, 0x10, 0x00},                                     // FNC1, first position
+		{0x90, 0x41, 0x20, 0x10},                                     // FNC1, second position
+		{},
+	}
+	if len(seeds) == 0 {
+		f.Fatal("empty seed corpus")
+	}
+	for i, s := range seeds {
+		f.Add(byte(i), byte(i), s)
+	}
+	levels := []decoder.ErrorCorrectionLevel{
+		decoder.ErrorCorrectionLevel_L, decoder.ErrorCorrectionLevel_M,
+		decoder.ErrorCorrectionLevel_Q, decoder.ErrorCorrectionLevel_H,
+	}
+	f.Fuzz(func(t *testing.T, v, l byte, data []byte) {
+		version, err := decoder.Version_GetVersionForNumber(int(v)%40 + 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		level := levels[int(l)%len(levels)]
+		buf := make([]byte, version.GetTotalCodewords()-version.GetECBlocksForLevel(level).GetTotalECCodewords())
+		copy(buf, data)
+		_, _ = decoder.DecodedBitStreamParser_Decode(buf, version, level, nil)
 	})
 }
 
