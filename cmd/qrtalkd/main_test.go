@@ -157,7 +157,6 @@ func freePort(t *testing.T) string {
 // lineReader hands out a process's output lines as they come.
 type lineReader struct {
 	lines chan string
-	all   bytes.Buffer // read only after the channel is closed
 }
 
 func newLineReader(r io.Reader) *lineReader {
