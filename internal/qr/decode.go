@@ -113,6 +113,9 @@ func Decode(img image.Image) (string, error) {
 	if b.Empty() {
 		return "", fmt.Errorf("%w: empty image", ErrNotFound)
 	}
+	if !wellFormed(img) {
+		return "", fmt.Errorf("%w: pixel buffer shorter than its bounds", ErrNotImage)
+	}
 	lum := luminance(img)
 	src, err := gozxing.NewPlanarYUVLuminanceSource(lum, b.Dx(), b.Dy(), 0, 0, b.Dx(), b.Dy(), false)
 	if err != nil {
@@ -150,6 +153,31 @@ func Decode(img image.Image) (string, error) {
 		return "", first
 	}
 	return "", fmt.Errorf("%w: %w", ErrNotFound, first)
+}
+
+// wellFormed reports whether the pixel buffer of an image that luminance
+// reads directly covers its bounds. Images from image/png and image/jpeg
+// always do; one built by hand might not, and would make us read out of
+// range.
+func wellFormed(img image.Image) bool {
+	b := img.Bounds()
+	last := b.Max.Sub(image.Pt(1, 1))
+	fits := func(pix []byte, stride, bpp, offset int) bool {
+		return stride >= b.Dx()*bpp && offset >= 0 && offset+bpp <= len(pix)
+	}
+	switch p := img.(type) {
+	case *image.YCbCr:
+		return fits(p.Y, p.YStride, 1, p.YOffset(last.X, last.Y))
+	case *image.Gray:
+		return fits(p.Pix, p.Stride, 1, p.PixOffset(last.X, last.Y))
+	case *image.NRGBA:
+		return fits(p.Pix, p.Stride, 4, p.PixOffset(last.X, last.Y))
+	case *image.RGBA:
+		return fits(p.Pix, p.Stride, 4, p.PixOffset(last.X, last.Y))
+	case *image.Paletted:
+		return fits(p.Pix, p.Stride, 1, p.PixOffset(last.X, last.Y))
+	}
+	return true
 }
 
 // luminance returns the image's grey levels, row by row, transparent parts

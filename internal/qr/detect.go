@@ -18,17 +18,22 @@ import (
 //
 //   - gozxing keeps every candidate centre and then tries every triple of
 //     them: an image tiled with finder-like squares kept it busy for 47 s at
-//     500×500 pixels and for minutes at 1000×1000. We keep at most
+//     500×500 pixels and for over a minute at 1000×1000. We keep at most
 //     maxCandidates and give up beyond that.
 //   - gozxing's cross-checks follow the dark centre run of a candidate to its
 //     end however long it is, so one long bar met by many scan rows costs
 //     time quadratic in the image size. A run longer than twice the
 //     candidate's width could never pass the check that follows, so we stop
-//     counting there and reject the candidate at once.
+//     counting there and reject the candidate at once. The diagonal check,
+//     which in ZXing takes runs of any length as long as their ratios hold,
+//     stops at the same bound: a real finder pattern's diagonal, counted in
+//     steps of one row and one column, is about as long as its width.
 //
 // The rest of the pipeline (alignment pattern, perspective sampling, error
-// correction, decoding of the bit stream) is gozxing's, whose work is bounded
-// by the size of a QR code (177×177 modules) or is linear in the image.
+// correction, decoding of the bit stream) is gozxing's. Its work is bounded
+// by the size of a QR code (177×177 modules), or by the small region where
+// the alignment pattern is sought, or is linear in the image; FuzzModuleGrid
+// and FuzzBitStream feed it arbitrary input.
 
 const (
 	// maxCandidates caps the candidate centres kept in one search. Choosing

@@ -1,18 +1,20 @@
 // Package qr draws qrtalk: URIs as QR codes, in a terminal and as PNG
 // files, and reads them back from PNG and JPEG images.
 //
-// Libraries: github.com/makiuchi-d/gozxing, a Go port of ZXing, both
-// encodes and decodes, so it is our only QR dependency (it brings
-// golang.org/x/text and golang.org/x/xerrors). ZXing's decoder is the one
-// most phone scanners descend from and copes with photos, blur, JPEG
-// artefacts and inverted codes; its encoder is the reference encoder of the
-// same project. The encoders skip2/go-qrcode, yeqown/go-qrcode and rsc.io/qr
-// would each have added a second dependency without adding anything we need.
+// Libraries: github.com/makiuchi-d/gozxing (v0.1.1, pure Go, MIT licence), a
+// port of ZXing, the widely used open-source barcode reader, is our only QR
+// dependency because it both encodes and decodes; its decoder reads our
+// tests' scaled, rotated, blurred, JPEG-compressed and inverted codes. It
+// brings golang.org/x/text (character sets) and golang.org/x/xerrors. An
+// encoder such as skip2/go-qrcode, yeqown/go-qrcode or rsc.io/qr would have
+// been a second dependency for what gozxing already does.
 //
 // We do not call gozxing's QR detector as it is: its finder-pattern search
 // keeps every candidate and then tries every triple of them, so an image
-// tiled with finder-like squares makes it run for minutes. detect.go runs
-// the same search with a cap on the candidates; see findPatterns.
+// tiled with finder-like squares makes it run for minutes, and its
+// cross-checks follow runs of any length. detect.go runs the same search
+// with a cap on the candidates and bounded runs, and hands the three
+// patterns it finds to gozxing for sampling, error correction and decoding.
 //
 // Work is bounded for hostile input: files over MaxFileSize bytes and images
 // over MaxPixels pixels are refused before they are decoded, and every
@@ -24,8 +26,9 @@ import (
 	"fmt"
 )
 
-// Sentinel errors; every error this package returns that is caused by its
-// input wraps one of them, so callers can test with errors.Is.
+// Sentinel errors. Every error caused by the content of the text to encode
+// or of the image to decode wraps one of them, for errors.Is; errors in the
+// other arguments (a PNG scale, a level) and I/O errors do not.
 var (
 	// ErrInvalidText is returned when the text to encode is empty or is not
 	// valid UTF-8.

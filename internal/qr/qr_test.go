@@ -543,6 +543,15 @@ func TestDecodeErrors(t *testing.T) {
 	if _, err := Decode(image.NewGray(image.Rect(0, 0, 1, 1))); !errors.Is(err, ErrNotFound) {
 		t.Errorf("1×1 image: %v", err)
 	}
+	// A hand-made image whose buffer is too short for its bounds.
+	short := &image.Gray{Pix: make([]byte, 99), Stride: 10, Rect: image.Rect(0, 0, 10, 10)}
+	if _, err := Decode(short); !errors.Is(err, ErrNotImage) {
+		t.Errorf("short buffer: %v", err)
+	}
+	narrow := &image.NRGBA{Pix: make([]byte, 400), Stride: 4, Rect: image.Rect(0, 0, 10, 10)}
+	if _, err := Decode(narrow); !errors.Is(err, ErrNotImage) {
+		t.Errorf("narrow stride: %v", err)
+	}
 	// Decode checks the size of an image in memory too, before any work.
 	big := &image.Uniform{C: color.White}
 	if _, err := Decode(big); !errors.Is(err, ErrTooLarge) {
