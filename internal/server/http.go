@@ -54,23 +54,34 @@ func decodeJSON(body []byte, v any) *api.Error {
 	return nil
 }
 
-// protocolError maps an error of package protocol to the API's catalogue.
+// protocolError maps an error of package protocol to the API's catalogue,
+// keeping the protocol's detail without repeating the sentinel's words.
 func protocolError(err error, fallback *api.Error) *api.Error {
-	switch {
-	case errors.Is(err, protocol.ErrVersion):
-		return api.ErrVersion.With("%v", err)
-	case errors.Is(err, protocol.ErrTooLarge):
-		return api.ErrTooLarge.With("%v", err)
-	case errors.Is(err, protocol.ErrKeySize), errors.Is(err, protocol.ErrKeyExponent):
-		return api.ErrBadKey.With("%v", err)
-	case errors.Is(err, protocol.ErrBadSignature):
-		return api.ErrBadSignature.With("%v", err)
-	case errors.Is(err, protocol.ErrClockSkew):
-		return api.ErrClockSkew.With("%v", err)
-	case errors.Is(err, protocol.ErrReplay):
-		return api.ErrReplay
+	pairs := []struct {
+		sentinel error
+		api      *api.Error
+	}{
+		{protocol.ErrVersion, api.ErrVersion},
+		{protocol.ErrTooLarge, api.ErrTooLarge},
+		{protocol.ErrKeySize, api.ErrBadKey},
+		{protocol.ErrKeyExponent, api.ErrBadKey},
+		{protocol.ErrBadSignature, api.ErrBadSignature},
+		{protocol.ErrClockSkew, api.ErrClockSkew},
+		{protocol.ErrReplay, api.ErrReplay},
+	}
+	for _, p := range pairs {
+		if errors.Is(err, p.sentinel) {
+			return p.api.With("%s", detail(err, p.sentinel))
+		}
 	}
 	return fallback.With("%v", err)
+}
+
+// detail removes the sentinel's own text from an error's message.
+func detail(err, sentinel error) string {
+	msg := err.Error()
+	msg = strings.Replace(msg, sentinel.Error()+": ", "", 1)
+	return strings.Replace(msg, ": "+sentinel.Error(), "", 1)
 }
 
 // proxyList holds the networks whose X-Forwarded-For is believed.
