@@ -87,6 +87,7 @@ type Daemon struct {
 	wg        sync.WaitGroup // serving goroutines and server.Run
 
 	stopping atomic.Bool
+	ready    readyCache
 	failOnce sync.Once
 	failed   chan struct{}
 	failErr  error
@@ -201,7 +202,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	if err != nil {
 		return nil, err
 	}
-	tc, acme, mode, err := serverTLS(cfg, d.key, d.url, opts.Now())
+	// The certificate's dates are for clients' wall clocks, whatever clock
+	// the server runs on.
+	tc, acme, mode, err := serverTLS(cfg, d.key, d.url, time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -317,6 +317,17 @@ func TestProbesAndMetrics(t *testing.T) {
 	if code, _ := get(t, c, d.URL()+"/metrics"); code == 200 {
 		t.Error("/metrics is served on the public listener")
 	}
+
+	// A store that stops answering makes /readyz fail, with the reason,
+	// while /healthz still answers.
+	d.store.Close()
+	waitFor(t, "/readyz to report the closed store", 10*time.Second, func() bool {
+		code, body := get(t, http.DefaultClient, metrics+"/readyz")
+		return code == 503 && strings.HasPrefix(body, "not ready: ") && strings.Contains(body, "closed")
+	})
+	if code, _ := get(t, c, d.URL()+"/healthz"); code != 200 {
+		t.Errorf("/healthz with a closed store: %d", code)
+	}
 }
 
 func TestGracefulShutdown(t *testing.T) {

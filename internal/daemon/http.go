@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -75,15 +76,34 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "not ready: shutting down\n")
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-	defer cancel()
-	if err := d.srv.Ready(ctx); err != nil {
+	if err := d.ready.check(r.Context(), d.srv.Ready); err != nil {
 		d.log.Warn("not ready", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "not ready: "+err.Error()+"\n")
 		return
 	}
 	io.WriteString(w, "ready\n")
+}
+
+// readyCache remembers the last readiness check for a second: /readyz is
+// public on the main listener, and each check queries the store.
+type readyCache struct {
+	mu      sync.Mutex
+	checked time.Time
+	err     error
+}
+
+func (c *readyCache) check(ctx context.Context, ready func(context.Context) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.checked) < time.Second {
+		return c.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	c.err = ready(ctx)
+	c.checked = time.Now()
+	return c.err
 }
 
 // withDeadlines gives each request read and write deadlines fitting its
