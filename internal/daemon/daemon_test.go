@@ -28,6 +28,7 @@ import (
 
 	"github.com/qrtalk/qrtalk/internal/api"
 	"github.com/qrtalk/qrtalk/internal/config"
+	"github.com/qrtalk/qrtalk/internal/store"
 	"github.com/qrtalk/qrtalk/internal/testkeys"
 	"github.com/qrtalk/qrtalk/internal/tlspin"
 	"github.com/qrtalk/qrtalk/protocol"
@@ -499,6 +500,34 @@ func TestRouteDeadlines(t *testing.T) {
 	r = <-results
 	if r.err != nil || r.body != "late body" {
 		t.Errorf("blob route: read %q, %v; want the late body", r.body, r.err)
+	}
+}
+
+// countingStore is a store that can count active invites.
+type countingStore struct {
+	store.Store
+	n int
+}
+
+func (c countingStore) ActiveInvites(context.Context, time.Time) (int, error) { return c.n, nil }
+
+func TestStartupInviteOnRestart(t *testing.T) {
+	d, _ := start(t, testConfig(t, t.TempDir()), Options{})
+	orig := d.store
+	defer func() { d.store = orig }()
+	d.firstStart = false
+
+	// A store that cannot count: an invite on first start only.
+	if inv, err := d.StartupInvite(context.Background(), time.Hour); inv != nil || err != nil {
+		t.Errorf("restart, store cannot count invites: %v, %v", inv, err)
+	}
+	d.store = countingStore{orig, 2}
+	if inv, err := d.StartupInvite(context.Background(), time.Hour); inv != nil || err != nil {
+		t.Errorf("restart with invites left: %v, %v", inv, err)
+	}
+	d.store = countingStore{orig, 0}
+	if inv, err := d.StartupInvite(context.Background(), time.Hour); inv == nil || err != nil {
+		t.Errorf("restart with no invite left: %v, %v", inv, err)
 	}
 }
 
