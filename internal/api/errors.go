@@ -34,7 +34,6 @@ var (
 	ErrUnavailable    = newError(50300, http.StatusServiceUnavailable, "service unavailable", "retry later")
 	ErrShuttingDown   = newError(50301, http.StatusServiceUnavailable, "server is shutting down", "retry in a moment")
 	ErrNoRoute        = newError(40402, http.StatusNotFound, "no such route", "")
-	ErrMethod         = newError(40500, http.StatusMethodNotAllowed, "method not allowed", "")
 )
 
 // Catalogue lists every error, for documentation and tests.
