@@ -222,6 +222,9 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          errLog,
 	}
+	// Long polls and live channels would hold up Shutdown for their whole
+	// wait: Drain answers them as soon as shutting down starts.
+	d.https.RegisterOnShutdown(d.srv.Drain)
 
 	if cfg.MetricsListen != "" {
 		d.metLn, err = listen(cfg.MetricsListen, "metrics-listen")
@@ -434,12 +437,7 @@ func (d *Daemon) StartupInvite(ctx context.Context, ttl time.Duration) (*Invite,
 		return nil, nil
 	}
 	if !d.firstStart {
-		c, ok := d.store.(activeInviteCounter)
-		if !ok {
-			// The store cannot tell: show an invite on first start only.
-			return nil, nil
-		}
-		n, err := c.ActiveInvites(ctx, d.opts.Now())
+		n, err := d.store.ActiveInvites(ctx, d.opts.Now())
 		if err != nil {
 			return nil, fmt.Errorf("counting invites: %w", err)
 		}
@@ -452,12 +450,6 @@ func (d *Daemon) StartupInvite(ctx context.Context, ttl time.Duration) (*Invite,
 		return nil, err
 	}
 	return &inv, nil
-}
-
-// activeInviteCounter is implemented by stores that can count unexpired
-// invites with uses left.
-type activeInviteCounter interface {
-	ActiveInvites(ctx context.Context, now time.Time) (int, error)
 }
 
 // An Invite is a created invite: its URI and its expiry.

@@ -104,10 +104,7 @@ func (s *Server) Run(ctx context.Context) {
 // Call it after http.Server.Shutdown has finished the in-flight requests,
 // so that no send is cut between its answer and its queue write.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopOnce.Do(func() {
-		s.cancel()
-		s.hub.closeAll()
-	})
+	s.Drain()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -116,6 +113,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	return s.queue.Close()
+}
+
+// Drain starts the shutdown without waiting: long polls answer at once,
+// live channels are told to reconnect elsewhere, and new requests are
+// refused. Hook it to http.Server.RegisterOnShutdown, so that those
+// requests do not hold up http.Server.Shutdown. Sends in flight finish.
+func (s *Server) Drain() {
+	s.stopOnce.Do(func() {
+		s.cancel()
+		s.hub.closeAll()
+	})
 }
 
 // Ready reports whether the server can take requests: its store answers.

@@ -202,6 +202,9 @@ type Store interface {
 	ConsumeInvite(ctx context.Context, tokenHash [32]byte, now time.Time) (remaining int, err error)
 	// DeleteInvite removes an invite. ErrInviteUnknown if there is none.
 	DeleteInvite(ctx context.Context, tokenHash [32]byte) error
+	// ActiveInvites counts the invites that are unexpired at now and have
+	// uses left.
+	ActiveInvites(ctx context.Context, now time.Time) (int, error)
 	// DeleteExpiredInvites removes the invites expired at now and returns
 	// how many.
 	DeleteExpiredInvites(ctx context.Context, now time.Time) (int, error)

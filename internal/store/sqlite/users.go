@@ -307,6 +307,15 @@ func (s *Store) DeleteExpiredInvites(ctx context.Context, now time.Time) (int, e
 	return int(n), err
 }
 
+// ActiveInvites implements store.Store.
+func (s *Store) ActiveInvites(ctx context.Context, now time.Time) (int, error) {
+	var n int
+	err := s.read(ctx, "active invites", func(tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, "SELECT count(*) FROM invites WHERE expires_us > ? AND uses > 0", toDB(now)).Scan(&n)
+	})
+	return n, err
+}
+
 // Register implements store.Store.
 func (s *Store) Register(ctx context.Context, u store.User, d store.Device, inviteHash *[32]byte, now time.Time) error {
 	if err := store.ValidateUser(&u); err != nil {

@@ -332,8 +332,21 @@ func testInvites(t *testing.T, s store.Store) {
 	wantErr(t, "ConsumeInvite(deleted)", err, store.ErrInviteUnknown)
 
 	// Left: inv (expires t0+1h, used up) and exp (expires t0+1h).
+	active := func(at time.Time) int {
+		t.Helper()
+		n, err := s.ActiveInvites(ctx, at)
+		must(t, "ActiveInvites", err)
+		return n
+	}
+	before := active(t0)
 	keep := invite(t, 1, t0.Add(2*time.Hour))
 	must(t, "CreateInvite", s.CreateInvite(ctx, keep))
+	if got := active(t0); got != before+1 {
+		t.Fatalf("ActiveInvites = %d after adding one to %d", got, before)
+	}
+	if got := active(t0.Add(90 * time.Minute)); got != 1 {
+		t.Fatalf("ActiveInvites at t0+90m = %d, want 1 (only keep is unexpired)", got)
+	}
 	n, err := s.DeleteExpiredInvites(ctx, t0.Add(time.Hour))
 	must(t, "DeleteExpiredInvites", err)
 	if n != 2 {
