@@ -141,12 +141,18 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 	s.metrics.liveChannels.Inc()
 	defer s.metrics.liveChannels.Dec()
 
+	// The reader gets a context of its own: the WebSocket library closes
+	// the connection when a read's context ends, and the writer must
+	// still be able to send its closing notice at the end of the lifetime.
+	readCtx, cancelRead := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancelRead()
 	var wg sync.WaitGroup
-	wg.Go(func() { s.liveReader(ctx, ws, c) })
+	wg.Go(func() { s.liveReader(readCtx, ws, c) })
 	wg.Go(func() { s.livePump(ctx, c) })
 	s.liveWriter(ctx, ws, c)
 	c.close()
 	cancelLive()
+	cancelRead()
 	wg.Wait()
 }
 

@@ -335,3 +335,80 @@ func TestRevokeAndDeleteAccount(t *testing.T) {
 func sha256sum(p []byte) [32]byte { return sha256.Sum256(p) }
 
 func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }
+
+// A device that is connected but does not acknowledge in time gets the
+// message through its queue instead; acknowledging it later deletes it.
+func TestLiveWithoutAckFallsBackToQueue(t *testing.T) {
+	ts := newTestServer(t, func(o *server.Options) { o.AckTimeout = 200 * time.Millisecond })
+	ctx := context.Background()
+	alice, bob := ts.newUser(t), ts.newUser(t)
+	live, err := bob.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if ev, err := live.Next(ctx); err != nil || ev.Type != client.EventDrained {
+		t.Fatalf("first event: %+v %v", ev, err)
+	}
+	resp, err := alice.Send(ctx, seal(t, alice, ts.clock.Now(), time.Hour, "slow", bob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Results[0].Status != api.StatusQueued {
+		t.Fatalf("unacknowledged live delivery: %+v", resp.Results)
+	}
+	// The live copy did arrive; its late acknowledgement deletes the queued one.
+	ev, err := live.Next(ctx)
+	if err != nil || ev.Type != client.EventEnvelope {
+		t.Fatalf("event: %+v %v", ev, err)
+	}
+	if err := live.Ack(ctx, resp.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the late acknowledgement to empty the queue", func() bool {
+		n, _ := ts.store.QueueDepth(ctx)
+		return n == 0
+	})
+}
+
+// Key directory lookups are limited per device, so the ID space cannot be
+// walked.
+func TestDirectoryRateLimit(t *testing.T) {
+	ts := newTestServer(t, func(o *server.Options) { o.DirectoryRate, o.DirectoryBurst = 0.001, 5 })
+	ctx := context.Background()
+	alice := ts.newUser(t)
+	var limited int
+	for range 8 {
+		_, err := alice.Directory(ctx, protocol.NewUserID())
+		switch {
+		case errors.Is(err, api.ErrRateLimited):
+			limited++
+		case !errors.Is(err, api.ErrUserUnknown):
+			t.Fatalf("lookup: %v", err)
+		}
+	}
+	if limited != 3 {
+		t.Fatalf("%d of 8 lookups limited with a burst of 5, want 3", limited)
+	}
+}
+
+// A live channel ends at its lifetime with a closing notice.
+func TestLiveLifetime(t *testing.T) {
+	ts := newTestServer(t, func(o *server.Options) { o.LiveLifetime = 300 * time.Millisecond })
+	ctx := context.Background()
+	bob := ts.newUser(t)
+	live, err := bob.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	for {
+		ev, err := live.Next(ctx)
+		if err != nil {
+			t.Fatalf("channel ended without a closing notice: %v", err)
+		}
+		if ev.Type == client.EventClosing {
+			return
+		}
+	}
+}
