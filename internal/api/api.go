@@ -99,6 +99,7 @@ const (
 	StatusDelivered = "delivered" // forwarded live and acknowledged; never stored
 	StatusQueued    = "queued"    // stored until the device fetches it or it expires
 	StatusRejected  = "rejected"  // not accepted for this device; see Code
+	StatusSelf      = "self"      // the sending device's own copy: not routed
 )
 
 // A DeviceResult is what became of one device's copy of a message.

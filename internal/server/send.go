@@ -57,6 +57,11 @@ func (s *Server) handleSend(ctx context.Context, r *http.Request, req *authReque
 	var toQueue []int
 	for i, d := range env.Devices {
 		results[i] = api.DeviceResult{User: d.User, Device: d.Device}
+		if d.User == env.Sender && d.Device == env.SenderDevice {
+			// The sender sealed a copy for itself, to keep: nothing to route.
+			results[i].Status = api.StatusSelf
+			continue
+		}
 		if !valid[i] {
 			results[i].Status, results[i].Code, results[i].Reason = api.StatusRejected, api.ErrDeviceUnknown.Code, "unknown or revoked device"
 			s.metrics.deliveries.WithLabelValues("rejected").Inc()
