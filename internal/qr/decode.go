@@ -2,6 +2,7 @@ package qr
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"image"
@@ -149,8 +150,8 @@ func Decode(img image.Image) (string, error) {
 			bits.FlipAll()
 		}
 	}
-	if errors.Is(first, ErrNotFound) {
-		return "", first
+	if first == nil || errors.Is(first, ErrNotFound) {
+		return "", cmp.Or(first, ErrNotFound)
 	}
 	return "", fmt.Errorf("%w: %w", ErrNotFound, first)
 }

@@ -19,6 +19,8 @@
 // Work is bounded for hostile input: files over MaxFileSize bytes and images
 // over MaxPixels pixels are refused before they are decoded, and every
 // decoding step is linear in the number of pixels.
+//
+// All functions are safe for concurrent use.
 package qr
 
 import (
