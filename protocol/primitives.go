@@ -26,6 +26,12 @@ const (
 	labelChannelKeys  = "qrtalk/v1/channel-keys"
 	labelChannelFrame = "qrtalk/v1/channel-frame"
 	labelSessionID    = "qrtalk/v1/session-id"
+
+	// Provisioning (linking a device by QR code): the associated data of
+	// both messages, the prefix of their HKDF info strings, and the
+	// derivation of the response mailbox.
+	labelProvisioning        = "qrtalk/v1/provisioning"
+	labelProvisioningMailbox = "qrtalk/v1/provisioning-mailbox"
 )
 
 // pssOptions: the salt is as long as the hash, which is what WebCrypto's
