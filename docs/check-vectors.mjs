@@ -62,11 +62,15 @@ const FRAME_HEADER_SIZE = 26;
 const MAX_FRAME_SIZE = 1147827;
 export const REPLAY_WINDOW = 1024n;
 const BLOB_CHUNK_SIZE = 65536;
+const MAX_METHOD_PATH = 1024;
+const MAX_PRIVATE_KEY_DER = 4096;
 
 const VERSION = 1;
 const TYPE = { cert: 1, revocation: 2, envelope: 3, setup: 4, frame: 5, blob: 6 };
 const DIR_C2S = 1;
 const DIR_S2C = 2;
+// Frame kinds (§11.6), bound into every frame's associated data.
+const KIND = { confirmation: 1, request: 2, response: 3, push: 4 };
 
 // Labels (§3.3).
 const LABEL = {
@@ -412,6 +416,48 @@ export function parsePublicKey(der) {
   return new PublicKey(der, n);
 }
 
+const PKCS8_VERSION_AND_ALGORITHM = fromHex("020100300d06092a864886f70d0101010500");
+
+// derHeader returns the DER header of an element of the given tag and length.
+function derHeader(tag, length) {
+  if (length < 0x80) return Uint8Array.of(tag, length);
+  if (length < 0x100) return Uint8Array.of(tag, 0x81, length);
+  return Uint8Array.of(tag, 0x82, length >> 8, length & 0xff);
+}
+
+function derInteger(mag) {
+  const body = mag[0] & 0x80 ? concat(u8(0), mag) : mag;
+  return concat(derHeader(0x02, body.length), body);
+}
+
+// parsePrivateKey checks that der is a v1 private key in canonical PKCS #8
+// (§5.2): exactly the DER encoding of version 0, rsaEncryption with NULL
+// parameters and a two-prime RSAPrivateKey of version 0, nothing more, with a
+// v1 public half and consistent CRT values.
+export function parsePrivateKey(der) {
+  if (der.length > MAX_PRIVATE_KEY_DER) fail("too_large", `private key is ${der.length} bytes`);
+  const r = new Reader(der);
+  const info = new Reader(derElement(r, 0x30));
+  r.finish();
+  if (!bytesEqual(info.fixed(PKCS8_VERSION_AND_ALGORITHM.length), PKCS8_VERSION_AND_ALGORITHM)) fail("malformed", "not a version 0 PKCS #8 RSA key");
+  const rsa = new Reader(derElement(new Reader(derElement(info, 0x04)), 0x30));
+  info.finish();
+  if (!bytesEqual(rsa.fixed(3), fromHex("020100"))) fail("malformed", "RSAPrivateKey version is not 0");
+  const [n, e, d, p, q, dP, dQ, qInv] = Array.from({ length: 8 }, () => derPositiveInteger(rsa));
+  rsa.finish();
+  if (bitLength(n) !== KEY_BITS) fail("key_size", `got ${bitLength(n)} bits`);
+  if (bigIntOf(e) !== KEY_EXPONENT) fail("key_exponent", `got ${bigIntOf(e)}`);
+  const [N, E, P, Q, DP, DQ, QI] = [n, e, p, q, dP, dQ, qInv].map(bigIntOf);
+  const ok = P * Q === N && DP < P - 1n && DQ < Q - 1n && QI < P && (E * DP) % (P - 1n) === 1n && (E * DQ) % (Q - 1n) === 1n && (QI * Q) % P === 1n;
+  if (!ok) fail("malformed", "inconsistent RSA private key");
+  // Canonical: the encoding of these values, and nothing else, byte for byte.
+  const key = concat(u8(0x02), u8(0x01), u8(0x00), ...[n, e, d, p, q, dP, dQ, qInv].map(derInteger));
+  const seq = concat(derHeader(0x30, key.length), key);
+  const body = concat(PKCS8_VERSION_AND_ALGORITHM, derHeader(0x04, seq.length), seq);
+  if (!bytesEqual(der, concat(derHeader(0x30, body.length), body))) fail("malformed", "private key encoding is not canonical PKCS #8");
+  return { der, modulus: n };
+}
+
 /** Imports a PKCS #8 encryption private key for RSA-OAEP unwrapping. */
 export async function importDecryptionKey(pkcs8) {
   return subtle.importKey("pkcs8", pkcs8, { name: "RSA-OAEP", hash: "SHA-256" }, true, ["decrypt"]);
@@ -459,23 +505,41 @@ export function parseFingerprint(s) {
 
 // ---------------------------------------------------------------- URIs (§7)
 
+// URIs are handled as byte strings: one character (0 to 255) per byte, as
+// the reference implementation handles them, so that a %XX escape is the
+// byte XX whatever it is (§7, step 4).
+function byteString(s) {
+  return String.fromCharCode(...utf8.encode(s));
+}
+
+// The white space trimmed from both ends of a URI (§7, step 2): Unicode's
+// White_Space characters.
+const WHITE_SPACE = "\t\n\v\f\r \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000";
+
+function trimWhiteSpace(s) {
+  let i = 0;
+  let j = s.length;
+  while (i < j && WHITE_SPACE.includes(s[i])) i++;
+  while (j > i && WHITE_SPACE.includes(s[j - 1])) j--;
+  return s.slice(i, j);
+}
+
+// percentDecode decodes %XX escapes in a byte string; plus is what "+"
+// becomes. An invalid escape is malformed.
+function percentDecode(s, plus) {
+  if (/%(?![0-9A-Fa-f]{2})/.test(s)) fail("malformed", "invalid % escape");
+  return s.replace(/%([0-9A-Fa-f]{2})|\+/g, (m, hex) => (hex ? String.fromCharCode(parseInt(hex, 16)) : plus));
+}
+
 // parseQuery splits and decodes a URI query (§7, step 4).
 function parseQuery(q) {
   if (q.includes(";")) fail("malformed", "semicolon in query");
-  const decode = (s) => {
-    if (/%(?![0-9A-Fa-f]{2})/.test(s)) fail("malformed", "invalid % escape");
-    try {
-      return decodeURIComponent(s.replace(/\+/g, " "));
-    } catch {
-      fail("malformed", "query value is not UTF-8");
-    }
-  };
   const params = new Map();
   for (const piece of q.split("&")) {
     if (piece === "") continue;
     const eq = piece.indexOf("=");
-    const key = decode(eq < 0 ? piece : piece.slice(0, eq));
-    const value = eq < 0 ? "" : decode(piece.slice(eq + 1));
+    const key = percentDecode(eq < 0 ? piece : piece.slice(0, eq), " ");
+    const value = eq < 0 ? "" : percentDecode(piece.slice(eq + 1), " ");
     params.set(key, [...(params.get(key) ?? []), value]);
   }
   return params;
@@ -483,7 +547,7 @@ function parseQuery(q) {
 
 function parseURI(uri, kind, keys) {
   if (utf8.encode(uri).length > MAX_URI_SIZE) fail("too_large", "URI is too long");
-  const s = uri.trim();
+  const s = byteString(trimWhiteSpace(uri));
   const prefix = `qrtalk:${kind}?`;
   if (!s.startsWith(prefix)) fail("malformed", `not a qrtalk:${kind} URI`);
   const params = parseQuery(s.slice(prefix.length));
@@ -499,14 +563,49 @@ function parseURI(uri, kind, keys) {
   return out;
 }
 
-// checkServerURL validates https://host[:port][/path] and normalises it.
+// isIPv6 reports whether s is an RFC 3986 IPv6address (no zone): eight
+// groups of 1 to 4 hex digits, the last two of which may be written as a
+// dotted IPv4 address, with at most one "::" standing for one or more zero
+// groups.
+function isIPv6(s) {
+  const octet = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])";
+  const v4 = new RegExp(`:(?:${octet}\\.){3}${octet}$`).exec(s);
+  const text = v4 ? `${s.slice(0, v4.index + 1)}0:0` : s;
+  const parts = text.split("::");
+  if (parts.length > 2) return false;
+  const groups = parts.flatMap((p) => (p === "" ? [] : p.split(":")));
+  if (!groups.every((g) => /^[0-9A-Fa-f]{1,4}$/.test(g))) return false;
+  return parts.length === 2 ? groups.length <= 7 : groups.length === 8;
+}
+
+const asciiLower = (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+
+// checkServerURL checks https://host[:port][/path] and returns its
+// canonical form (§7, Server URL). s is a byte string.
 export function checkServerURL(s) {
-  const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)([^?#]*)$/.exec(s);
-  if (!m || m[1].toLowerCase() !== "https") fail("malformed", "server URL must be https://host[:port][/path]");
-  const authority = m[2];
-  if (authority.includes("@") || authority.replace(/:[0-9]*$/, "") === "") fail("malformed", "server URL host");
-  const url = "https://" + authority + m[3];
-  return url.endsWith("/") ? url.slice(0, -1) : url;
+  const bad = (why) => fail("malformed", `server URL must be https://host[:port][/path]: ${why}`);
+  if (s.length > MAX_URI_SIZE) bad("too long");
+  if (/[?#@\\ \t\r\n]/.test(s)) bad("a character of ?#@\\, space, tab, CR or LF");
+  const m = /^[Hh][Tt][Tt][Pp][Ss]:\/\/([^/]*)(.*)$/s.exec(s);
+  if (!m) bad("not https://");
+  const [, authority, path] = m;
+  let host;
+  let port;
+  if (authority.startsWith("[")) {
+    const close = authority.indexOf("]");
+    if (close < 0 || !isIPv6(authority.slice(1, close))) bad("IPv6 literal");
+    host = authority.slice(0, close + 1);
+    port = authority.slice(close + 1);
+  } else {
+    const colon = authority.indexOf(":");
+    host = colon < 0 ? authority : authority.slice(0, colon);
+    port = colon < 0 ? "" : authority.slice(colon);
+    if (!/^[A-Za-z0-9\-._~!$&'()*+,;=]+$/.test(host)) bad("host");
+  }
+  if (port !== "" && !(/^:[1-9][0-9]{0,4}$/.test(port) && Number(port.slice(1)) <= 65535)) bad("port");
+  if (!/^[A-Za-z0-9\-._~!$&'()*+,;=:/[\]%]*$/.test(path)) bad("path");
+  if (/%(?![0-9A-Fa-f]{2})/.test(path)) bad("invalid % escape in the path");
+  return "https://" + asciiLower(host) + port + path.replace(/\/+$/, "");
 }
 
 export function checkToken(t) {
@@ -546,7 +645,10 @@ export async function verifyDeviceCert(cert, identity) {
   await verifySignature(identity, labeled(LABEL.cert, cert.signed), cert.signature);
 }
 
+// parseRevocation parses a revocation in the order of §8.2: the version
+// byte before the size, so that a v2 of any size is a version error.
 export function parseRevocation(data) {
+  if (data.length > 0 && data[0] !== VERSION) fail("version", `revocation version ${data[0]}`);
   if (data.length !== REVOCATION_SIZE) fail("malformed", `revocation must be ${REVOCATION_SIZE} bytes`);
   const r = new Reader(data);
   readHeader(r, TYPE.revocation, "revocation");
@@ -556,6 +658,7 @@ export function parseRevocation(data) {
   const signed = data.subarray(0, r.off);
   const signature = r.fixed(KEY_SIZE);
   r.finish();
+  if (isZero(user) || isZero(device)) fail("malformed", "revocation has a zero ID");
   return { user, device, revoked, signed, signature };
 }
 
@@ -726,7 +829,10 @@ export async function openEnvelope(env, me, senderIdentity, nowMs) {
 
 // ------------------------------------------------------ secure channel (§11)
 
+// parseChannelSetup parses a setup in the order of §11.4: the version byte
+// before the size.
 export function parseChannelSetup(data) {
+  if (data.length > 0 && data[0] !== VERSION) fail("version", `channel setup version ${data[0]}`);
   if (data.length !== CHANNEL_SETUP_SIZE) fail("malformed", `channel setup must be ${CHANNEL_SETUP_SIZE} bytes`);
   const r = new Reader(data);
   readHeader(r, TYPE.setup, "channel setup");
@@ -757,8 +863,19 @@ function frameNonce(direction, counter) {
   return concat(u8(direction), new Uint8Array(3), u64(counter));
 }
 
-function frameAAD(id, direction, counter, requestCounter, method, path) {
-  return labeled(LABEL.chFrame, id, u8(direction), u64(counter), u64(requestCounter), var16(ascii(method)), var16(ascii(path)));
+// frameAAD: the associated data of a frame (§11.5), with the kind right after
+// the direction. method and path are byte arrays.
+function frameAAD(id, direction, kind, counter, requestCounter, method, path) {
+  return labeled(LABEL.chFrame, id, u8(direction), u8(kind), u64(counter), u64(requestCounter), var16(method), var16(path));
+}
+
+// kindBytes returns the method and path a frame of this kind is bound to, as
+// bytes, after checking their length (§11.5).
+function kindBytes(kind) {
+  const method = utf8.encode(kind.method);
+  const path = utf8.encode(kind.path);
+  if (method.length > MAX_METHOD_PATH || path.length > MAX_METHOD_PATH) fail("too_large", `method or path longer than ${MAX_METHOD_PATH} bytes`);
+  return { method, path };
 }
 
 /** The replay window of §11.8: each counter once, none 1024 below the top. */
@@ -783,10 +900,10 @@ export class ReplayWindow {
 }
 
 // Frame kinds (§11.6): what the associated data binds besides the counter.
-export const CONFIRMATION = { requestCounter: 0n, method: "SETUP", path: "/" };
-export const PUSH = { requestCounter: 0n, method: "PUSH", path: "/" };
-export const request = (method, path) => ({ requestCounter: 0n, method, path });
-export const response = (requestCounter, method, path) => ({ requestCounter, method, path });
+export const CONFIRMATION = { kind: KIND.confirmation, requestCounter: 0n, method: "SETUP", path: "/" };
+export const PUSH = { kind: KIND.push, requestCounter: 0n, method: "PUSH", path: "/" };
+export const request = (method, path) => ({ kind: KIND.request, requestCounter: 0n, method, path });
+export const response = (requestCounter, method, path) => ({ kind: KIND.response, requestCounter, method, path });
 
 /** One end of a channel session: the key it receives with and its window. */
 export class ChannelEnd {
@@ -799,19 +916,24 @@ export class ChannelEnd {
     this.recvKey = isClient ? keys.s2c : keys.c2s;
     this.sendCounter = 0n;
     this.window = new ReplayWindow();
-    this.confirmed = !isClient; // a client sends only once confirmed (§11.6)
+    // A client sends, and opens responses and pushes, only once confirmed
+    // (§11.6); a server end needs no confirmation.
+    this.confirmed = !isClient;
   }
 
   async seal(kind, body) {
     if (!this.confirmed) fail("malformed", "channel session is not confirmed");
+    const { method, path } = kindBytes(kind);
     const counter = this.sendCounter++;
-    const aad = frameAAD(this.id, this.sendDir, counter, kind.requestCounter, kind.method, kind.path);
+    const aad = frameAAD(this.id, this.sendDir, kind.kind, counter, kind.requestCounter, method, path);
     const sealed = await gcmSeal(this.sendKey, frameNonce(this.sendDir, counter), body, aad);
     return concat(u8(VERSION), u8(TYPE.frame), this.id, u64(counter), sealed);
   }
 
   // open runs the checks of §11.7 in their order; it returns {body, counter}.
   async open(kind, frame, nowMs) {
+    if (!this.confirmed && kind.kind !== KIND.confirmation) fail("malformed", "channel session is not confirmed");
+    const { method, path } = kindBytes(kind);
     if (nowMs >= this.expiresMs) fail("expired", "channel session ended");
     if (frame.length > MAX_FRAME_SIZE) fail("too_large", `frame is ${frame.length} bytes`);
     if (frame.length < FRAME_HEADER_SIZE + TAG_SIZE) fail("malformed", "frame is too short");
@@ -821,7 +943,7 @@ export class ChannelEnd {
     const counter = r.u64();
     if (!bytesEqual(id, this.id)) fail("mismatch", "frame is for another session");
     if (!this.window.fresh(counter)) fail("replay", `frame ${counter}`);
-    const aad = frameAAD(this.id, this.recvDir, counter, kind.requestCounter, kind.method, kind.path);
+    const aad = frameAAD(this.id, this.recvDir, kind.kind, counter, kind.requestCounter, method, path);
     const body = await gcmOpen(this.recvKey, frameNonce(this.recvDir, counter), frame.subarray(FRAME_HEADER_SIZE), aad);
     if (!this.window.accept(counter)) fail("replay", `frame ${counter}`);
     return { body, counter };
@@ -866,6 +988,7 @@ export async function clientEnd(secret, id, setupTimeMs) {
 
 // confirmSession checks the server's confirmation frame (§11.6).
 export async function confirmSession(end, confirm, nowMs) {
+  if (end.confirmed) fail("replay", "channel session is already confirmed");
   const { body, counter } = await end.open(CONFIRMATION, confirm, nowMs);
   if (counter !== 0n || body.length !== 8) fail("malformed", "channel confirmation");
   const expires = new DataView(body.buffer, body.byteOffset, 8).getBigUint64(0);
@@ -947,6 +1070,7 @@ async function checkKeys(run, v, keys) {
       if (!bytesEqual(parseFingerprint(kv.identity_fingerprint), idFP)) diffs.push("fingerprint does not parse back");
       const entry = { pub };
       if (kv.private_pkcs8) {
+        differ(diffs, "private key's public half", parsePrivateKey(b64(kv.private_pkcs8)).modulus, pub.modulus);
         entry.priv = await importDecryptionKey(b64(kv.private_pkcs8));
         differ(diffs, "private key modulus", await modulusOf(entry.priv), pub.modulus);
       }
@@ -1030,12 +1154,12 @@ async function checkEnvelopes(run, v, keys) {
       differ(diffs, "attachments", m.attachments.length, want.length);
       m.attachments.forEach((a, i) => {
         const w = want[i] ?? {};
-        differ(diffs, `attachment ${i} blob ID`, a.blobID, Uint8Array.from(w.BlobID ?? []));
-        differ(diffs, `attachment ${i} key`, a.key, Uint8Array.from(w.Key ?? []));
-        differ(diffs, `attachment ${i} SHA-256`, a.sha256, Uint8Array.from(w.SHA256 ?? []));
-        differ(diffs, `attachment ${i} size`, a.size, w.Size);
-        differ(diffs, `attachment ${i} name`, a.name, w.Name);
-        differ(diffs, `attachment ${i} media type`, a.mediaType, w.MediaType);
+        differ(diffs, `attachment ${i} blob ID`, toHex(a.blobID), w.blob_id);
+        differ(diffs, `attachment ${i} key`, toHex(a.key), w.key);
+        differ(diffs, `attachment ${i} SHA-256`, toHex(a.sha256), w.sha256);
+        differ(diffs, `attachment ${i} size`, a.size.toString(), w.size);
+        differ(diffs, `attachment ${i} name`, a.name, w.name);
+        differ(diffs, `attachment ${i} media type`, a.mediaType, w.media_type);
       });
       return diffs;
     });
@@ -1126,6 +1250,111 @@ async function checkBlobs(run, v) {
   }
 }
 
+// checkDerived checks rules that the vectors hold no case for, on inputs
+// derived from the vectors: the expected results come from this document's
+// rules (cited), not from the reference implementation. Each name starts
+// with "derived/".
+async function checkDerived(run, v) {
+  const derived = (name, want, fn) => run.check(`derived/${name}`, want, async () => (await fn()) ?? []);
+
+  // §8.2: the version byte comes before the size; zero IDs are malformed.
+  const rv = v.revocations.find((r) => !r.error);
+  if (rv) {
+    const rev = b64(rv.data);
+    const patched = (off, bytes) => {
+      const out = rev.slice();
+      out.set(bytes, off);
+      return out;
+    };
+    await derived("revocation-version-2-truncated", "version", () => void parseRevocation(patched(0, [2]).subarray(0, rev.length - 1)));
+    await derived("revocation-zero-user", "malformed", () => void parseRevocation(patched(2, new Uint8Array(USER_ID_SIZE))));
+    await derived("revocation-zero-device", "malformed", () => void parseRevocation(patched(2 + USER_ID_SIZE, new Uint8Array(DEVICE_ID_SIZE))));
+  }
+
+  // §11.4, §11.6, §11.7: setup version before size; a client session is
+  // confirmed once, and opens responses and pushes only once confirmed; a
+  // method or path over 1024 bytes is too_large before anything else.
+  const cv = v.channels.find((c) => !c.error && c.frames?.length);
+  if (cv) {
+    const setup = b64(cv.setup);
+    const wrongVersion = setup.slice(0, setup.length - 1);
+    wrongVersion[0] = 2;
+    await derived("setup-version-2-truncated", "version", () => void parseChannelSetup(wrongVersion));
+    const now = BigInt(cv.now_ms);
+    const fresh = () => clientEnd(fromHex(cv.secret), fromHex(cv.session_id), parseChannelSetup(setup).time);
+    const push = cv.frames.find((f) => f.kind === "push" && !f.error);
+    const resp = cv.frames.find((f) => f.kind === "response" && !f.error);
+    if (push) {
+      await derived("channel-push-before-confirmation", "malformed", async () => void (await (await fresh()).open(PUSH, b64(push.frame), BigInt(push.now_ms))));
+    }
+    if (resp) {
+      const kind = (path) => response(BigInt(resp.request_counter), resp.method, path);
+      await derived("channel-response-before-confirmation", "malformed", async () => void (await (await fresh()).open(kind(resp.path), b64(resp.frame), BigInt(resp.now_ms))));
+      const confirmed = async () => {
+        const end = await fresh();
+        await confirmSession(end, b64(cv.confirm), now);
+        return end;
+      };
+      // 1025 bytes, opened after the session's end: too_large comes first.
+      await derived("channel-path-of-1025-bytes", "too_large", async () => void (await (await confirmed()).open(kind("/".repeat(1025)), b64(resp.frame), BigInt(cv.expires_ms))));
+      await derived("channel-path-of-1024-bytes", "decrypt", async () => void (await (await confirmed()).open(kind("/".repeat(1024)), b64(resp.frame), BigInt(resp.now_ms))));
+      await derived("channel-method-of-1025-bytes", "too_large", async () => void (await (await confirmed()).open(response(0n, "M".repeat(1025), "/"), b64(resp.frame), BigInt(resp.now_ms))));
+    }
+    // The second confirmation is refused before it is looked at: as a replay
+    // even when it is garbage and the session has ended.
+    await derived("channel-second-confirmation", "replay", async () => {
+      const end = await fresh();
+      await confirmSession(end, b64(cv.confirm), now);
+      await confirmSession(end, new Uint8Array(1), BigInt(cv.expires_ms));
+    });
+  }
+
+  // §7: server URLs and user IDs, in URIs built from the vectors'.
+  const inv = v.uris.find((u) => u.kind === "invite" && !u.error);
+  if (inv) {
+    const serverURLs = [
+      ["HTTPS://Chat.Example.ORG//", "https://chat.example.org"],
+      ["https://chat.example.org/a//b//", "https://chat.example.org/a//b"],
+      ["https://chat.example.org:65535/%2F/", "https://chat.example.org:65535/%2F"],
+      ["https://[2001:DB8::1]:8443/x", "https://[2001:db8::1]:8443/x"],
+      ["https://chat.example.org#", "malformed"],
+      ["https://chat.example.org/a\\b", "malformed"],
+      ["https://chat.example.org/a b", "malformed"],
+      ["https://chat.example.org/a\tb", "malformed"],
+      ["https://chat.example.org:", "malformed"],
+      ["https://chat.example.org:0", "malformed"],
+      ["https://chat.example.org:08443", "malformed"],
+      ["https://chat.example.org:65536", "malformed"],
+      ["https://:8443", "malformed"],
+      ["https:chat.example.org", "malformed"],
+      ["https:///chat.example.org", "malformed"],
+      ["https://[1.2.3.4]", "malformed"],
+    ];
+    for (const [url, want] of serverURLs) {
+      const uri = `qrtalk:invite?v=1&s=${encodeURIComponent(url)}&sfp=${inv.server_fingerprint}&t=${inv.token}`;
+      const error = want === "malformed" ? want : "";
+      await derived(`server-url ${JSON.stringify(url)}`, error, () => {
+        const diffs = [];
+        differ(diffs, "server", parseInvite(uri).server, want);
+        return diffs;
+      });
+    }
+  }
+  const card = v.uris.find((u) => u.kind === "contact" && !u.error);
+  const k = card?.user.indexOf("k") ?? -1;
+  if (k >= 0) {
+    const contact = (user) => `qrtalk:contact?v=1&s=${encodeURIComponent(card.server)}&sfp=${card.server_fingerprint}&u=${encodeURIComponent(user)}&fp=${card.identity_fingerprint}`;
+    const withK = (c) => card.user.slice(0, k) + c + card.user.slice(k + 1);
+    await derived("user-id-ascii-capital-K", "", () => {
+      const diffs = [];
+      differ(diffs, "user", formatUserID(parseContactCard(contact(withK("K"))).user), card.user);
+      return diffs;
+    });
+    // U+212A KELVIN SIGN lowercases to "k" by Unicode rules only (§4).
+    await derived("user-id-kelvin-sign", "malformed", () => void parseContactCard(contact(withK("\u212a"))));
+  }
+}
+
 async function main(path) {
   const { readFile } = await import("node:fs/promises");
   const v = JSON.parse(await readFile(path, "utf8"));
@@ -1142,6 +1371,7 @@ async function main(path) {
   await checkChannels(run, v, keys);
   await checkURIs(run, v);
   await checkBlobs(run, v);
+  await checkDerived(run, v);
   console.log(`${run.passed} passed, ${run.failed} failed`);
   return run.failed === 0 ? 0 : 1;
 }
