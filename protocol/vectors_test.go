@@ -75,12 +75,12 @@ type envelopeVector struct {
 	MessageKey string `json:"message_key,omitempty"`
 	Plaintext  []byte `json:"plaintext,omitempty"`
 	// Expected result.
-	Status      string       `json:"status,omitempty"`
-	ContentType string       `json:"content_type,omitempty"`
-	Body        []byte       `json:"body,omitempty"`
-	GroupID     []byte       `json:"group_id,omitempty"`
+	Status      string             `json:"status,omitempty"`
+	ContentType string             `json:"content_type,omitempty"`
+	Body        []byte             `json:"body,omitempty"`
+	GroupID     []byte             `json:"group_id,omitempty"`
 	Attachments []attachmentVector `json:"attachments,omitempty"`
-	Error       string       `json:"error,omitempty"`
+	Error       string             `json:"error,omitempty"`
 }
 
 // attachmentVector: an Attachment with its binary fields in hex and its
