@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,35 +106,29 @@ func ParseChannelSetup(p []byte) (*ChannelSetup, error) {
 }
 
 // A ReplayCache remembers keys until they expire. Seen records key and
-// reports whether it was already there. The server's implementation must
-// be shared by every node that accepts setups for the same server key.
+// reports whether it was already there; now is the clock of the caller
+// (AcceptSession's), so that the cache and the time check agree. The
+// server's implementation must be shared by every node that accepts
+// setups for the same server key.
 type ReplayCache interface {
-	Seen(key [16]byte, expires time.Time) bool
+	Seen(key [16]byte, now, expires time.Time) bool
 }
 
 // MemoryReplayCache is a ReplayCache for a single process.
 type MemoryReplayCache struct {
-	// Now is the clock that decides when keys are dropped; nil means
-	// time.Now.
-	Now func() time.Time
-
 	mu   sync.Mutex
 	keys map[[16]byte]time.Time
 	next time.Time // when to drop expired keys next
 }
 
 // Seen implements ReplayCache.
-func (c *MemoryReplayCache) Seen(key [16]byte, expires time.Time) bool {
+func (c *MemoryReplayCache) Seen(key [16]byte, now, expires time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
-	if c.Now != nil {
-		now = c.Now()
-	}
 	if c.keys == nil {
 		c.keys = make(map[[16]byte]time.Time)
 	}
-	if now.After(c.next) {
+	if now.After(c.next) || now.Before(c.next.Add(-2*time.Minute)) {
 		for k, exp := range c.keys {
 			if now.After(exp) {
 				delete(c.keys, k)
@@ -317,6 +312,7 @@ func (w *replayWindow) accept(n uint64) bool {
 type ClientSession struct {
 	k         *channelKeys
 	confirmed atomic.Bool
+	confirmMu sync.Mutex // Confirm runs once
 }
 
 // NewClientSession starts a session with the server whose key the device
@@ -366,6 +362,8 @@ const confirmMethod, confirmPath = "SETUP", "/"
 // which proves that the server holds its private key and says when the
 // session ends.
 func (c *ClientSession) Confirm(confirm []byte, now time.Time) error {
+	c.confirmMu.Lock()
+	defer c.confirmMu.Unlock()
 	if c.confirmed.Load() {
 		return fmt.Errorf("%w: channel session is already confirmed", ErrReplay)
 	}
@@ -376,7 +374,11 @@ func (c *ClientSession) Confirm(confirm []byte, now time.Time) error {
 	if ctr != 0 || len(body) != 8 {
 		return fmt.Errorf("%w: channel confirmation", ErrMalformed)
 	}
-	exp := time.UnixMilli(int64(binary.BigEndian.Uint64(body))).UTC()
+	ms := binary.BigEndian.Uint64(body)
+	if ms > math.MaxInt64 {
+		return fmt.Errorf("%w: channel confirmation expiry", ErrMalformed)
+	}
+	exp := time.UnixMilli(int64(ms)).UTC()
 	if exp.After(c.k.expires) {
 		exp = c.k.expires
 	}
@@ -453,7 +455,7 @@ func AcceptSession(s *ChannelSetup, server *PrivateKey, deviceAuth *PublicKey, r
 		return nil, nil, fmt.Errorf("channel setup of %s/%s: %w", s.User, s.Device, err)
 	}
 	id := sessionID(s.raw)
-	if replay.Seen(id, s.Time.Add(MaxClockSkew)) {
+	if replay.Seen(id, now, s.Time.Add(MaxClockSkew)) {
 		return nil, nil, fmt.Errorf("%w: channel setup", ErrReplay)
 	}
 	secret, err := unwrapKey(server, labeled(labelChannelWrap, s.Nonce[:]), s.wrapped, 32)

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -107,32 +108,92 @@ func CheckToken(t string) error {
 	return nil
 }
 
-// CheckServerURL validates a server URL and returns its canonical form:
-// "https://" + the host in lower case + an optional ":port" (1 to 65535) +
-// an optional path without a trailing slash. Credentials, a query or a
-// fragment (even an empty one) are refused.
+// CheckServerURL validates a server URL, https://host[:port][/path], and
+// returns its canonical form, by the grammar of docs/PROTOCOL.md section 7:
+// ASCII only, no query, fragment or user information, a port from 1 to
+// 65535 without a leading zero, the host's letters in lower case, the path
+// kept as written but for its trailing slashes. The check is idempotent.
 func CheckServerURL(s string) (string, error) {
-	bad := func() (string, error) {
-		return "", fmt.Errorf("%w: server URL must be https://host[:port][/path], got %q", ErrMalformed, s)
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("%w: server URL must be https://host[:port][/path]: %s in %q", ErrMalformed, why, s)
 	}
-	if len(s) > MaxURISize || strings.ContainsAny(s, "?#@\\ \t\r\n") {
-		return bad()
+	if len(s) > MaxURISize {
+		return bad("too long")
 	}
-	u, err := url.Parse(s)
-	if err != nil || u.Scheme != "https" || u.Opaque != "" || u.User != nil || u.Hostname() == "" {
-		return bad()
+	if strings.ContainsAny(s, "?#@\\ \t\r\n") {
+		return bad("a query, fragment, user information or white space")
 	}
-	host := strings.ToLower(u.Host)
-	if strings.HasSuffix(host, ":") {
-		return bad()
+	if len(s) < 8 || !strings.EqualFold(s[:8], "https://") {
+		return bad("not https")
 	}
-	if p := u.Port(); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 || p[0] == '0' {
-			return bad()
+	rest := s[8:]
+	authority, path := rest, ""
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+	}
+	host, port := authority, ""
+	if strings.HasPrefix(authority, "[") {
+		end := strings.IndexByte(authority, ']')
+		if end < 0 {
+			return bad("an unclosed IPv6 literal")
+		}
+		host, port = authority[:end+1], authority[end+1:]
+		if ip, err := netip.ParseAddr(host[1 : len(host)-1]); err != nil || !ip.Is6() || ip.Zone() != "" {
+			return bad("a malformed IPv6 literal")
+		}
+		if port != "" && port[0] != ':' {
+			return bad("text after the IPv6 literal")
+		}
+		port = strings.TrimPrefix(port, ":")
+		if strings.HasPrefix(authority[end+1:], ":") && port == "" {
+			return bad("an empty port")
+		}
+	} else {
+		if i := strings.IndexByte(authority, ':'); i >= 0 {
+			host, port = authority[:i], authority[i+1:]
+			if port == "" {
+				return bad("an empty port")
+			}
+		}
+		if host == "" {
+			return bad("no host")
+		}
+		for i := 0; i < len(host); i++ {
+			if !isRegName(host[i]) {
+				return bad("a character not allowed in a host name")
+			}
 		}
 	}
-	return "https://" + host + strings.TrimRight(u.EscapedPath(), "/"), nil
+	if port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port[0] == '0' || len(port) > 5 {
+			return bad("a port outside 1 to 65535")
+		}
+		port = ":" + port
+	}
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2]) {
+				return bad("a malformed % escape")
+			}
+			i += 2
+		case isRegName(c) || c == ':' || c == '/' || c == '[' || c == ']':
+		default:
+			return bad("a character not allowed in a path")
+		}
+	}
+	return "https://" + asciiLower(host) + port + strings.TrimRight(path, "/"), nil
+}
+
+// isRegName: the characters of an RFC 3986 reg-name without escapes.
+func isRegName(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~!$&'()*+,;=", c) >= 0
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // parseURI checks the scheme, kind and version of a qrtalk: URI and returns
