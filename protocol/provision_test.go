@@ -419,6 +419,12 @@ func TestLinkFixtureIsDeterministic(t *testing.T) {
 // plaintext of a message sealed with the right key, so that the parser
 // behind the AEAD is fuzzed too (whatever parses must re-encode to exactly
 // the input, and must pass the same checks as a genuine message).
+//
+// A response holds a private key and a certificate, so each execution of
+// FuzzOpenLinkResponse costs about a millisecond, and the engine's
+// minimization of each new ~6 KB input takes most of a minute; bound it:
+//
+//	go test -run '^$' -fuzz '^FuzzOpenLinkResponse$' -fuzztime 60s -fuzzminimizetime 1s ./protocol/
 
 func FuzzOpenLinkRequest(f *testing.F) {
 	fx := newLinkFixture(f)
