@@ -2,6 +2,7 @@ package server
 
 import (
 	"sync"
+	"time"
 
 	"github.com/qrtalk/qrtalk/protocol"
 )
@@ -14,6 +15,8 @@ type hub struct {
 	mu      sync.Mutex
 	conns   map[deviceKey]*liveConn
 	waiters map[deviceKey]map[chan struct{}]struct{}
+	// onDrop, when set (a bus), tells the other nodes of a dropDevice.
+	onDrop func(u protocol.UserID, d protocol.DeviceID, all bool)
 }
 
 func newHub() *hub {
@@ -88,8 +91,17 @@ func (h *hub) wait(k deviceKey) (ch chan struct{}, cancel func()) {
 }
 
 // dropDevice closes the live channels of a device, or of all the user's
-// devices when all is set (revocation, account deletion).
+// devices when all is set (revocation, account deletion), here and, with a
+// bus, on the other nodes.
 func (h *hub) dropDevice(u protocol.UserID, d protocol.DeviceID, all bool) {
+	h.dropLocal(u, d, all)
+	if h.onDrop != nil {
+		h.onDrop(u, d, all)
+	}
+}
+
+// dropLocal is dropDevice on this node only.
+func (h *hub) dropLocal(u protocol.UserID, d protocol.DeviceID, all bool) {
 	h.mu.Lock()
 	var doomed []*liveConn
 	for k, c := range h.conns {
@@ -114,5 +126,43 @@ func (h *hub) closeAll() {
 	h.mu.Unlock()
 	for _, c := range all {
 		c.close()
+	}
+}
+
+// closeBefore closes the device's live channel if it was attached before
+// at: another node has a newer one.
+func (h *hub) closeBefore(k deviceKey, at time.Time) {
+	h.mu.Lock()
+	c := h.conns[k]
+	if c != nil && c.attached.Before(at) {
+		delete(h.conns, k)
+	} else {
+		c = nil
+	}
+	h.mu.Unlock()
+	if c != nil {
+		c.close()
+	}
+}
+
+// wakeAll wakes every live channel and long poll on this node, so that they
+// re-read their queues (wakes from other nodes may have been lost).
+func (h *hub) wakeAll() {
+	h.mu.Lock()
+	conns := make([]*liveConn, 0, len(h.conns))
+	for _, c := range h.conns {
+		conns = append(conns, c)
+	}
+	for _, ws := range h.waiters {
+		for ch := range ws {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.signal()
 	}
 }

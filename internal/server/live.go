@@ -34,6 +34,9 @@ type liveConn struct {
 	wake chan struct{} // the queue changed, or an acknowledgement came
 	done chan struct{}
 	once sync.Once
+	// attached is when the channel was opened (wall clock): a takeover
+	// from another node closes only older channels.
+	attached time.Time
 
 	mu       sync.Mutex
 	acks     map[protocol.MessageID]chan struct{} // live deliveries awaiting their ack
@@ -42,7 +45,7 @@ type liveConn struct {
 
 func newLiveConn(k deviceKey, sess *protocol.ServerSession) *liveConn {
 	return &liveConn{
-		key: k, sess: sess,
+		key: k, sess: sess, attached: time.Now(),
 		out:      make(chan []byte, liveOutbox),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
@@ -138,6 +141,11 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 	defer s.wg.Done()
 	s.hub.attach(c)
 	defer s.hub.detach(c)
+	// With a bus: offers for the device come here, and other nodes close
+	// their channel for it. In effect before the pump's first read of the
+	// queue, so that no wake is missed.
+	release := s.holdLive(k)
+	defer release()
 	s.metrics.liveChannels.Inc()
 	defer s.metrics.liveChannels.Dec()
 

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/qrtalk/qrtalk/internal/bus"
 	"github.com/qrtalk/qrtalk/internal/store"
 	"github.com/qrtalk/qrtalk/protocol"
 )
@@ -71,6 +72,13 @@ type Options struct {
 	// ReplayCache remembers channel setups; it must be shared by every
 	// node of a cluster. Default: in memory.
 	ReplayCache protocol.ReplayCache
+	// Bus connects this node to the others of a cluster, for live
+	// delivery to devices connected elsewhere and for wakes (see bus.go).
+	// Nil: a single node. The server does not close it.
+	Bus bus.Bus
+	// BusRecheck is how often, while the bus is down, the node re-reads
+	// the queues of its connected devices (default 2 s).
+	BusRecheck time.Duration
 	// Now is the clock. Default time.Now; tests inject their own.
 	Now func() time.Time
 }
@@ -111,6 +119,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.ReplayCache == nil {
 		o.ReplayCache = &protocol.MemoryReplayCache{}
+	}
+	if o.BusRecheck <= 0 {
+		o.BusRecheck = 2 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now

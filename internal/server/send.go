@@ -54,7 +54,7 @@ func (s *Server) handleSend(ctx context.Context, r *http.Request, req *authReque
 		acked <-chan struct{}
 	}
 	var live []pending
-	var toQueue []int
+	var toQueue, remote []int
 	for i, d := range env.Devices {
 		results[i] = api.DeviceResult{User: d.User, Device: d.Device}
 		if d.User == env.Sender && d.Device == env.SenderDevice {
@@ -72,8 +72,16 @@ func (s *Server) handleSend(ctx context.Context, r *http.Request, req *authReque
 				live = append(live, pending{i, c, acked})
 				continue
 			}
+		} else if s.bus != nil {
+			// Not here: perhaps on another node.
+			remote = append(remote, i)
+			continue
 		}
 		toQueue = append(toQueue, i)
+	}
+	var remoteDone <-chan remoteOffer
+	if len(remote) > 0 {
+		remoteDone = s.offerRemote(ctx, env, remote)
 	}
 
 	// Wait for the live acknowledgements together, against one deadline.
@@ -104,6 +112,10 @@ func (s *Server) handleSend(ctx context.Context, r *http.Request, req *authReque
 			}
 			break
 		}
+	}
+
+	if len(remote) > 0 {
+		toQueue = append(toQueue, s.collectRemote(remoteDone, len(remote), results)...)
 	}
 
 	if aerr := s.enqueue(ctx, env, expires, toQueue, results); aerr != nil {
@@ -161,7 +173,9 @@ func (s *Server) enqueue(ctx context.Context, env *protocol.Envelope, expires ti
 		}
 		results[i].Status = api.StatusQueued
 		s.metrics.deliveries.WithLabelValues("queued").Inc()
-		s.hub.wake(deviceKey{env.Devices[i].User, env.Devices[i].Device})
+		k := deviceKey{env.Devices[i].User, env.Devices[i].Device}
+		s.hub.wake(k)
+		s.wakeCluster(k)
 	}
 	return nil
 }
@@ -187,6 +201,7 @@ func (s *Server) handleInbox(ctx context.Context, r *http.Request, req *authRequ
 		var cancel func()
 		woken, cancel = s.hub.wait(k)
 		defer cancel()
+		defer s.watchQueue(k)()
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()

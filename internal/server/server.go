@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/qrtalk/qrtalk/internal/api"
+	"github.com/qrtalk/qrtalk/internal/bus"
 	"github.com/qrtalk/qrtalk/internal/store"
 	"github.com/qrtalk/qrtalk/protocol"
 )
@@ -34,6 +35,7 @@ type Server struct {
 	limits   *limiters
 	metrics  *metrics
 	proxies  *proxyList
+	bus      bus.Bus // nil on a single node
 
 	ctx      context.Context // ends at Shutdown
 	cancel   context.CancelFunc
@@ -73,6 +75,14 @@ func New(opts Options) (*Server, error) {
 	s.metrics = newMetrics(opts.Registerer, s)
 	s.hub = newHub()
 	s.queue = store.NewQueueWriter(opts.Store, store.QueueWriterOptions{})
+	if opts.Bus != nil {
+		s.bus = opts.Bus
+		if err := s.startBus(); err != nil {
+			cancel()
+			s.queue.Close()
+			return nil, err
+		}
+	}
 	s.routes()
 	return s, nil
 }
@@ -127,12 +137,16 @@ func (s *Server) Drain() {
 }
 
 // Ready reports whether the server can take requests: its store answers.
+// With a bus that is down, it returns an error wrapping ErrDegraded: the
+// node serves, through the store.
 func (s *Server) Ready(ctx context.Context) error {
 	if s.ctx.Err() != nil {
 		return errors.New("shutting down")
 	}
-	_, err := s.opts.Store.QueueDepth(ctx)
-	return err
+	if _, err := s.opts.Store.QueueDepth(ctx); err != nil {
+		return err
+	}
+	return s.busReady()
 }
 
 // Info returns the server's public description.
