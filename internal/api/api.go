@@ -30,6 +30,11 @@ const (
 	RouteLive      = "GET /v1/live"
 	RouteUpload    = "POST /v1/blobs"
 	RouteDownload  = "GET /v1/blobs/{id}"
+	// Provisioning mailboxes (linking a device by QR code): not
+	// authenticated, the bodies are sealed provisioning messages of package
+	// protocol, and the mailbox is 32 lowercase hexadecimal characters.
+	RouteProvisionPut  = "PUT /v1/provision/{mailbox}"
+	RouteProvisionTake = "POST /v1/provision/{mailbox}/take"
 )
 
 // Content types.
