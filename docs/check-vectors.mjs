@@ -49,17 +49,19 @@ const MAX_NAME_LEN = 255;
 const PAD_BLOCK = 256;
 const MAX_PLAINTEXT_SIZE = 277687;
 const MAX_TTL_SECONDS = 604800;
+// Envelope header flags (§10): bit 0 says the envelope is signed.
+const FLAG_SIGNED = 1;
 const MAX_RECIPIENT_USERS = 2048;
 const MAX_RECIPIENT_DEVICES = 2048;
 const MAX_CIPHERTEXT_SIZE = 277959;
-const MAX_ENVELOPE_SIZE = 1146803;
+const MAX_ENVELOPE_SIZE = 1146804;
 const WRAPPED_ENTRY_SIZE = USER_ID_SIZE + DEVICE_ID_SIZE + KEY_SIZE;
 export const MAX_CLOCK_SKEW_MS = 300000n;
 export const MAX_SESSION_LIFETIME_MS = 3600000n;
 const CHANNEL_SETUP_SIZE = 850;
 const SETUP_SIGNED_SIZE = 466;
 const FRAME_HEADER_SIZE = 26;
-const MAX_FRAME_SIZE = 1147827;
+const MAX_FRAME_SIZE = 1147828;
 export const REPLAY_WINDOW = 1024n;
 const BLOB_CHUNK_SIZE = 65536;
 const MAX_METHOD_PATH = 1024;
@@ -752,6 +754,7 @@ export function parseEnvelope(data) {
   const senderDevice = r.fixed(DEVICE_ID_SIZE);
   const sent = r.i64();
   const ttl = r.u32();
+  const flags = r.u8();
   const nu = r.u16();
   if (nu === 0 || nu > MAX_RECIPIENT_USERS) fail("malformed", `${nu} recipient users`);
   const users = r.fixed(nu * USER_ID_SIZE);
@@ -769,6 +772,8 @@ export function parseEnvelope(data) {
   if (ttl === 0 || ttl > MAX_TTL_SECONDS) fail("malformed", `TTL ${ttl}s`);
   if (ciphertext.length < TAG_SIZE) fail("malformed", "ciphertext is too short");
   if (signature.length !== 0 && signature.length !== KEY_SIZE) fail("malformed", "signature length");
+  if ((flags & ~FLAG_SIGNED) !== 0) fail("malformed", `envelope flags ${flags}`);
+  if ((flags === FLAG_SIGNED) !== (signature.length === KEY_SIZE)) fail("malformed", "flags and signature disagree");
   const recipients = [];
   for (let i = 0; i < nu; i++) {
     const u = users.subarray(i * USER_ID_SIZE, (i + 1) * USER_ID_SIZE);

@@ -46,6 +46,10 @@ const (
 	kindResponse = 3
 	kindPush     = 4
 
+	// maxCounter: a session never gets near 2^63 frames; counters from
+	// there on are refused, so that no counter arithmetic can wrap.
+	maxCounter = 1 << 63
+
 	// MaxMethodPath bounds the method and the path a frame is bound to.
 	MaxMethodPath = 1024
 )
@@ -227,7 +231,7 @@ func (k *channelKeys) open(kind byte, reqCtr uint64, method, path string, frame 
 	if id != k.id {
 		return nil, 0, fmt.Errorf("%w: frame is for session %s, not %s", ErrMismatch, id, k.id)
 	}
-	if !k.window.check(ctr) {
+	if ctr >= maxCounter || !k.window.check(ctr) {
 		return nil, 0, fmt.Errorf("%w: frame %d", ErrReplay, ctr)
 	}
 	body, err := k.recv.Open(nil, frameNonce(k.recvDir, ctr), frame[frameHeaderSize:], frameAAD(k.id, k.recvDir, kind, ctr, reqCtr, method, path))
@@ -299,8 +303,11 @@ func (w *replayWindow) accept(n uint64) bool {
 		if n-start >= ReplayWindow {
 			start = n - ReplayWindow + 1
 		}
-		for c := start; c <= n; c++ {
+		for c := start; ; c++ {
 			w.bits[(c/64)%uint64(len(w.bits))] &^= 1 << (c % 64)
+			if c == n {
+				break
+			}
 		}
 		w.top = n + 1
 	}

@@ -175,3 +175,33 @@ func flip(p []byte, i int) []byte {
 	q[i] ^= 1
 	return q
 }
+
+// The highest counters neither hang the window nor wrap it.
+func TestReplayWindowTopCounter(t *testing.T) {
+	var w replayWindow
+	if !w.accept(1<<63 - 1) {
+		t.Fatal("counter 2^63-1 refused")
+	}
+	if w.accept(1<<63 - 1) {
+		t.Fatal("counter 2^63-1 accepted twice")
+	}
+	done := make(chan bool)
+	go func() { done <- w.accept(1<<64 - 1) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("accept(2^64-1) does not return")
+	}
+}
+
+// A frame with a counter of 2^63 or more is refused before anything else.
+func TestChannelRefusesHugeCounter(t *testing.T) {
+	cs, ss := newTestChannel(t)
+	req, _, _ := cs.SealRequest("POST", "/x", []byte("b"))
+	for i := 0; i < 8; i++ {
+		req[2+SessionIDSize+i] = 0xff
+	}
+	if _, _, err := ss.OpenRequest("POST", "/x", req, testNow); !errors.Is(err, ErrReplay) {
+		t.Fatalf("got %v, want ErrReplay", err)
+	}
+}

@@ -34,7 +34,11 @@ const (
 	MaxEnvelopeSize = headerFixedSize + MaxRecipientUsers*UserIDSize + 2 + MaxRecipientDevices*wrappedEntry +
 		nonceSize + commitmentSize + 4 + MaxCiphertextSize + 2 + KeySize
 
-	headerFixedSize = 2 + MessageIDSize + UserIDSize + DeviceIDSize + 8 + 4 + 2
+	headerFixedSize = 2 + MessageIDSize + UserIDSize + DeviceIDSize + 8 + 4 + 1 + 2
+	// flagSigned, in the header's flags byte, says the envelope carries a
+	// signature. The header is the AEAD's associated data, so a relay that
+	// strips the signature cannot pass the message off as unsigned.
+	flagSigned = 1
 	// parallelWrapMin: from this many recipient devices on, Seal wraps
 	// keys on all cores.
 	parallelWrapMin = 8
@@ -165,6 +169,11 @@ func sealPlaintext(plaintext []byte, from Sender, to []DeviceRecipient, users []
 	hb.Raw(from.Device[:])
 	hb.I64(opts.Sent.UnixMilli())
 	hb.U32(uint32(opts.TTL / time.Second))
+	var flags byte
+	if !opts.Unsigned {
+		flags = flagSigned
+	}
+	hb.U8(flags)
 	hb.U16(uint16(len(users)))
 	for _, u := range users {
 		hb.Raw(u[:])
@@ -263,6 +272,7 @@ func ParseEnvelope(p []byte) (*Envelope, error) {
 	e.Sent = time.UnixMilli(r.I64()).UTC()
 	ttl := r.U32()
 	e.TTL = time.Duration(ttl) * time.Second
+	flags := r.U8()
 	nu := int(r.U16())
 	if r.Err() == nil && (nu == 0 || nu > MaxRecipientUsers) {
 		return nil, fmt.Errorf("%w: envelope has %d recipient users, want 1 to %d", ErrMalformed, nu, MaxRecipientUsers)
@@ -294,6 +304,12 @@ func ParseEnvelope(p []byte) (*Envelope, error) {
 	}
 	if len(e.sig) != 0 && len(e.sig) != KeySize {
 		return nil, fmt.Errorf("%w: envelope signature is %d bytes, want 0 or %d", ErrMalformed, len(e.sig), KeySize)
+	}
+	if flags&^flagSigned != 0 {
+		return nil, fmt.Errorf("%w: envelope flags %#x", ErrMalformed, flags)
+	}
+	if (flags == flagSigned) != (len(e.sig) == KeySize) {
+		return nil, fmt.Errorf("%w: envelope flags say signed=%v, but the signature is %d bytes", ErrMalformed, flags == flagSigned, len(e.sig))
 	}
 	e.Recipients = make([]UserID, nu)
 	for i := range e.Recipients {

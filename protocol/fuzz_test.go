@@ -503,6 +503,11 @@ func encodeEnvelope(e *Envelope) []byte {
 	b.Raw(e.SenderDevice[:])
 	b.I64(e.Sent.UnixMilli())
 	b.U32(uint32(e.TTL / time.Second))
+	if e.Signed() {
+		b.U8(flagSigned)
+	} else {
+		b.U8(0)
+	}
 	b.U16(uint16(len(e.Recipients)))
 	for _, u := range e.Recipients {
 		b.Raw(u[:])

@@ -616,6 +616,9 @@ func generateVectors(t *testing.T) *vectorFile {
 	notZero := bytes.Clone(plain)
 	notZero[len(notZero)-1] = 1
 	padNotZero := craft(notZero)
+	stripped := append(bytes.Clone(one[:len(one)-2-KeySize]), 0, 0)
+	strippedFlag := bytes.Clone(stripped)
+	strippedFlag[2+MessageIDSize+UserIDSize+DeviceIDSize+8+4] = 0
 	v.Envelopes = []envelopeVector{
 		envVec("one-recipient-signed", one, bob, bobPhone, "bob-phone-enc", "alice-identity", at, ""),
 		envVec("one-recipient-signed-sender-unknown", one, bob, bobPhone, "bob-phone-enc", "", at, ""),
@@ -639,6 +642,10 @@ func generateVectors(t *testing.T) *vectorFile {
 		// The key commitment is not in the AEAD's associated data: only
 		// its own check catches this.
 		envVec("tampered-commitment-unsigned", flip(unsigned, len(unsignedEnv.header)+2+wrappedEntry+nonceSize+5), bob, bobPhone, "bob-phone-enc", "alice-identity", at, "decrypt"),
+		// A signature stripped off: the flags byte, in the AEAD's
+		// associated data, still says signed.
+		envVec("signature-stripped", stripped, bob, bobPhone, "bob-phone-enc", "alice-identity", at, "malformed"),
+		envVec("signature-stripped-and-flag-cleared", strippedFlag, bob, bobPhone, "bob-phone-enc", "alice-identity", at, "decrypt"),
 		envVec("plaintext-padding-too-long", padTooLong, bob, bobPhone, "bob-phone-enc", "alice-identity", at, "malformed"),
 		envVec("plaintext-padding-not-zero", padNotZero, bob, bobPhone, "bob-phone-enc", "alice-identity", at, "malformed"),
 	}
