@@ -19,10 +19,10 @@ import (
 // $XDG_DATA_HOME/qrtalk, then ~/.local/share/qrtalk.
 func (a *app) homeDir() (string, error) {
 	if a.home != "" {
-		return a.home, nil
+		return filepath.Abs(a.home)
 	}
 	if h := a.getenv("QRTALK_HOME"); h != "" {
-		return h, nil
+		return filepath.Abs(h)
 	}
 	if x := a.getenv("XDG_DATA_HOME"); x != "" && filepath.IsAbs(x) {
 		return filepath.Join(x, "qrtalk"), nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -156,8 +157,16 @@ func (a *app) contactVerify(ctx context.Context, c *command, args []string) erro
 	}
 	defer acc.Close()
 	ct, err := acc.VerifyContact(ctx, who, given)
+	if errors.Is(err, protocol.ErrMismatch) {
+		name := who
+		if ct, cerr := acc.Contact(ctx, who); cerr == nil {
+			name = ct.Name
+		}
+		return withCode(fmt.Errorf("the fingerprint does not match %s's pinned key; do not trust this contact until you know why", name), exitKey,
+			"ask them to read out their fingerprint ('qrtalk id') and compare again; if it still differs, someone may be in between you")
+	}
 	if err != nil {
-		return withHint(err, "ask them to read out their fingerprint ('qrtalk id') and compare again; if it still differs, someone may be in between you")
+		return err
 	}
 	fmt.Fprintf(a.stdout, "%s is verified: the fingerprint matches the pinned key.\n", ct.Name)
 	return nil

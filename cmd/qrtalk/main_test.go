@@ -45,14 +45,18 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			// idof HOME VAR: set $VAR to the user ID of the account in HOME.
-			"idof": func(ts *testscript.TestScript, neg bool, args []string) {
+			// whois HOME PREFIX: set $PREFIX_ID, $PREFIX_CODE and $PREFIX_FP
+			// to the user ID, contact code and numeric fingerprint of the
+			// account in HOME.
+			"whois": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 2 {
-					ts.Fatalf("usage: idof HOME VAR")
+					ts.Fatalf("usage: whois HOME PREFIX")
 				}
-				u, err := userOf(ts.MkAbs(args[0]))
+				id, code, fp, err := accountInfo(ts.MkAbs(args[0]), ts.Getenv("QRTALK_PASSPHRASE"))
 				ts.Check(err)
-				ts.Setenv(args[1], u.String())
+				ts.Setenv(args[1]+"_ID", id)
+				ts.Setenv(args[1]+"_CODE", code)
+				ts.Setenv(args[1]+"_FP", fp)
 			},
 			// rejoin USERID NEWHOME: register a new identity under a
 			// deleted user ID (a key change seen by its contacts).
@@ -88,9 +92,10 @@ func TestScripts(t *testing.T) {
 				}
 				ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(ts.Getenv(args[0])+"\n"), 0o600))
 			},
-			// termqr: the QR code drawn in the last command's stdout
-			// decodes to its "Contact code:" line.
+			// termqr [-invert]: the QR code drawn in the last command's
+			// stdout decodes to its "Contact code:" line.
 			"termqr": func(ts *testscript.TestScript, neg bool, args []string) {
+				invert := len(args) == 1 && args[0] == "-invert"
 				out := ts.ReadFile("stdout")
 				var code, drawing string
 				for _, l := range strings.Split(out, "\n") {
@@ -101,7 +106,7 @@ func TestScripts(t *testing.T) {
 						drawing += l + "\n"
 					}
 				}
-				got, err := decodeTerminalQR(drawing)
+				got, err := decodeTerminalQR(drawing, invert)
 				ts.Check(err)
 				if got != code || code == "" {
 					ts.Fatalf("the QR code holds %q, the text says %q", got, code)
@@ -112,8 +117,9 @@ func TestScripts(t *testing.T) {
 }
 
 // decodeTerminalQR turns a code drawn by qr.Terminal back into an image
-// (drawn half blocks are light modules) and decodes it.
-func decodeTerminalQR(text string) (string, error) {
+// (drawn half blocks are light modules, dark ones when inverted) and
+// decodes it.
+func decodeTerminalQR(text string, invert bool) (string, error) {
 	var rows [][]bool
 	for _, line := range strings.Split(strings.Trim(text, "\n"), "\n") {
 		var top, bottom []bool
@@ -133,8 +139,8 @@ func decodeTerminalQR(text string) (string, error) {
 		img.Pix[i] = 0xff
 	}
 	for y, row := range rows {
-		for x, light := range row {
-			if light {
+		for x, drawn := range row {
+			if drawn != invert { // drawn: light, unless inverted
 				continue
 			}
 			for dy := 0; dy < scale; dy++ {

@@ -137,12 +137,13 @@ func forge(ctx context.Context, dir, to, text string) error {
 	return err
 }
 
-// userOf returns the user ID of the account in dir.
-func userOf(dir string) (protocol.UserID, error) {
-	acc, err := client.OpenAccount(dir, client.AccountOptions{Passphrase: os.Getenv("QRTALK_PASSPHRASE")})
+// accountInfo returns what the account in dir shows of itself: its user
+// ID, its contact code and its numeric fingerprint.
+func accountInfo(dir, passphrase string) (user, code, fingerprint string, err error) {
+	acc, err := client.OpenAccount(dir, client.AccountOptions{Passphrase: passphrase})
 	if err != nil {
-		return protocol.UserID{}, err
+		return "", "", "", err
 	}
 	defer acc.Close()
-	return acc.Device().User, nil
+	return acc.Device().User.String(), acc.ContactCard().URI(), acc.Device().Fingerprint().Numeric(), nil
 }
