@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +193,42 @@ func TestLinkWrongSecret(t *testing.T) {
 	if err != nil || len(certs) != 1 {
 		t.Fatalf("devices after a refused link: %v, %d", err, len(certs))
 	}
+}
+
+// TestLinkRequestTakenByAnother: someone who learned the mailbox (the
+// server, say) takes the new device's request before the existing device
+// does. They cannot read it, and the existing device learns at once that
+// the link is spoiled instead of waiting out the 10 minutes.
+func TestLinkRequestTakenByAnother(t *testing.T) {
+	s := startSDKServer(t)
+	ctx := context.Background()
+	a := registerWithKeys(t, s, 0, 1, 2)
+	link, err := a.StartLink(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc, _ := protocol.ParseLinkCode(link.Code())
+	jctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wait := joinAsync(jctx, s, link.Code())
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: client.PinnedTLSConfig(s.fp)}}
+	resp, err := hc.Post(s.url+"/v1/provision/"+lc.RequestMailbox().String()+"/take?wait=20000", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("thief's take: %s", resp.Status)
+	}
+	start := time.Now()
+	if _, err := link.Complete(ctx); !errors.Is(err, client.ErrLinkUsed) {
+		t.Fatalf("Complete after the request was taken: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Complete took %v to notice", d)
+	}
+	cancel()
+	<-wait
 }
 
 func TestLinkExpiry(t *testing.T) {
