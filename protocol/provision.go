@@ -108,10 +108,10 @@ func (c LinkCode) URI() string {
 		"&k=" + base64.RawURLEncoding.EncodeToString(c.Secret[:])
 }
 
-// String describes the code without its secret, so that a code that ends
-// up in a log or an error message gives nothing away.
+// String describes the code without its mailbox and secret, so that a
+// code that ends up in a log or an error message gives nothing away.
 func (c LinkCode) String() string {
-	return fmt.Sprintf("link code for user %s on %s (mailbox %s, secret hidden)", c.User, c.Server, c.Mailbox)
+	return fmt.Sprintf("link code for user %s on %s (mailbox and secret hidden)", c.User, c.Server)
 }
 
 // GoString hides the secret from %#v too.
