@@ -90,8 +90,31 @@ func (h busHandler) Drop(d bus.Device, all bool) {
 
 func (h busHandler) State(up bool) {
 	if up {
-		// Wakes may have been lost while it was down, or in the switch.
+		// Wakes may have been lost while it was down, or in the switch:
+		// this node's devices re-read their queues, and the other nodes
+		// hear of the queues this node filled meanwhile.
 		h.s.hub.wakeAll()
+		h.s.replayWakes()
+	}
+}
+
+// maxMissedWakes bounds the devices remembered while the bus is down.
+const maxMissedWakes = 1 << 16
+
+// replayWakes sends the wakes that could not be sent while the bus was
+// down. Nodes whose bus was down too re-read their queues anyway; this is
+// for those that stayed connected while this one was cut off.
+func (s *Server) replayWakes() {
+	s.missedMu.Lock()
+	missed, overflow := s.missed, s.missedOverflow
+	s.missed, s.missedOverflow = nil, false
+	s.missedMu.Unlock()
+	for k := range missed {
+		s.bus.Wake(bus.Device{User: k.user, Device: k.device})
+	}
+	if overflow {
+		s.opts.Logger.Warn("bus: more devices had messages queued while the bus was down than could be remembered; "+
+			"those on other nodes get them when their live channel reconnects", "remembered", maxMissedWakes)
 	}
 }
 
@@ -181,10 +204,29 @@ func (s *Server) collectRemote(ch <-chan remoteOffer, n int, results []api.Devic
 	return toQueue
 }
 
-// wakeCluster tells the other nodes that a device's queue grew.
+// wakeCluster tells the other nodes that a device's queue grew, or
+// remembers it for when the bus is back.
 func (s *Server) wakeCluster(k deviceKey) {
-	if s.bus != nil {
+	if s.bus == nil {
+		return
+	}
+	if s.bus.Ready() == nil {
 		s.bus.Wake(bus.Device{User: k.user, Device: k.device})
+		return
+	}
+	s.missedMu.Lock()
+	if s.missed == nil {
+		s.missed = map[deviceKey]struct{}{}
+	}
+	if len(s.missed) < maxMissedWakes {
+		s.missed[k] = struct{}{}
+	} else {
+		s.missedOverflow = true
+	}
+	s.missedMu.Unlock()
+	if s.bus.Ready() == nil {
+		// It came back meanwhile, perhaps after its replay.
+		s.replayWakes()
 	}
 }
 

@@ -225,7 +225,6 @@ func (s *Server) liveAck(ctx context.Context, c *liveConn, id protocol.MessageID
 		delete(c.acks, id)
 	}
 	wasQueued := c.inflight[id]
-	delete(c.inflight, id)
 	c.mu.Unlock()
 	if live {
 		close(ch)
@@ -237,6 +236,11 @@ func (s *Server) liveAck(ctx context.Context, c *liveConn, id protocol.MessageID
 		s.metrics.acked.Inc()
 	}
 	if wasQueued {
+		// Only now: until the store has deleted it, the pump would read
+		// it again and push it twice.
+		c.mu.Lock()
+		delete(c.inflight, id)
+		c.mu.Unlock()
 		c.signal()
 	}
 }

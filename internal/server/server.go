@@ -37,6 +37,11 @@ type Server struct {
 	proxies  *proxyList
 	bus      bus.Bus // nil on a single node
 
+	// Devices whose queue grew while the bus was down (see replayWakes).
+	missedMu       sync.Mutex
+	missed         map[deviceKey]struct{}
+	missedOverflow bool
+
 	ctx      context.Context // ends at Shutdown
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup // background work and live channels

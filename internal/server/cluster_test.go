@@ -1,0 +1,977 @@
+package server_test
+
+// Scale-out mode: several server nodes on one PostgreSQL store and one
+// NATS, each with its own TLS listener, and clients on different nodes.
+// The tests need QRTALK_TEST_POSTGRES and QRTALK_TEST_NATS; they are
+// skipped without them, and fail without them under CI=true.
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+
+	"github.com/qrtalk/qrtalk/client"
+	"github.com/qrtalk/qrtalk/internal/api"
+	"github.com/qrtalk/qrtalk/internal/bus/natsbus"
+	"github.com/qrtalk/qrtalk/internal/server"
+	"github.com/qrtalk/qrtalk/internal/store"
+	"github.com/qrtalk/qrtalk/internal/store/postgres"
+	"github.com/qrtalk/qrtalk/internal/store/sqlite"
+	"github.com/qrtalk/qrtalk/internal/testkeys"
+	"github.com/qrtalk/qrtalk/protocol"
+)
+
+const (
+	envNATS     = "QRTALK_TEST_NATS"
+	envPostgres = "QRTALK_TEST_POSTGRES"
+)
+
+// testEnv returns an environment variable the cluster tests need, or
+// skips the test when it is not set (fails it under CI=true).
+func testEnv(t testing.TB, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set, and CI=true requires the cluster tests to run", name)
+		}
+		t.Skipf("cluster tests skipped: set %s (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) and %s (e.g. nats://127.0.0.1:4222) to run them",
+			envPostgres, envNATS)
+	}
+	return v
+}
+
+// clusterEnv returns the PostgreSQL DSN of a fresh schema, dropped at the
+// end of the test, and the NATS URL.
+func clusterEnv(t testing.TB) (dsn, natsURL string) {
+	t.Helper()
+	base := testEnv(t, envPostgres)
+	natsURL = testEnv(t, envNATS)
+	schema := "qrtalk_cluster_" + randomHex(8)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connecting to %s: %v", envPostgres, err)
+	}
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("CREATE SCHEMA: %v", err)
+	}
+	t.Cleanup(func() {
+		// Registered first, so it runs after the nodes have stopped.
+		defer admin.Close(context.Background())
+		if _, err := admin.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("DROP SCHEMA %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s: %v", envPostgres, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String(), natsURL
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// A node is one server of the cluster: its own store connection pool, bus
+// connection, TLS listener and server.
+type node struct {
+	srv   *server.Server
+	ts    *httptest.Server
+	ln    *trackingListener
+	bus   *natsbus.Bus // nil on a single node
+	pg    store.Store  // the node's own connection to the shared database
+	store *countingStore
+	opts  client.Options
+
+	stopOnce sync.Once
+}
+
+type cluster struct {
+	nodes  []*node
+	key    *protocol.PrivateKey
+	prefix string
+}
+
+type clusterConfig struct {
+	nodes    int
+	single   bool   // one node on SQLite, without a bus (a baseline)
+	natsURL  string // default: QRTALK_TEST_NATS
+	server   func(i int, o *server.Options)
+	natsOpts func(i int, o *natsbus.Options)
+}
+
+// newCluster starts cfg.nodes nodes sharing a fresh PostgreSQL schema and
+// one NATS, under a subject prefix of the test's own.
+func newCluster(t testing.TB, cfg clusterConfig) *cluster {
+	t.Helper()
+	c := &cluster{key: testkeys.Key(7), prefix: "qrtalktest." + randomHex(6)}
+	var dsn, natsURL string
+	if cfg.single {
+		cfg.nodes = 1
+	} else {
+		dsn, natsURL = clusterEnv(t)
+		if cfg.natsURL != "" {
+			natsURL = cfg.natsURL
+		}
+	}
+	for i := range cfg.nodes {
+		var st store.Store
+		var err error
+		if cfg.single {
+			st, err = sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "qrtalkd.db"), sqlite.Options{})
+		} else {
+			st, err = postgres.Open(context.Background(), dsn, postgres.Options{})
+		}
+		if err != nil {
+			t.Fatalf("node %d: opening the store: %v", i, err)
+		}
+		cs := &countingStore{Store: st}
+		opts := server.Options{Store: cs, Key: c.key, BlobDir: filepath.Join(t.TempDir(), "blobs"),
+			AckTimeout: 2 * time.Second, BusRecheck: 100 * time.Millisecond,
+			IPRate: 10000, IPBurst: 10000, DeviceRate: 10000, DeviceBurst: 10000}
+		var b *natsbus.Bus
+		if !cfg.single {
+			bo := natsbus.Options{URL: natsURL, Prefix: c.prefix, Name: fmt.Sprintf("node%d", i),
+				ReconnectWait: 50 * time.Millisecond, PingInterval: time.Second}
+			if cfg.natsOpts != nil {
+				cfg.natsOpts(i, &bo)
+			}
+			if b, err = natsbus.Open(bo); err != nil {
+				t.Fatalf("node %d: opening the bus: %v", i, err)
+			}
+			opts.Bus = b
+		}
+		if cfg.server != nil {
+			cfg.server(i, &opts)
+		}
+		srv, err := server.New(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tl := &trackingListener{Listener: ln}
+		ts := httptest.NewUnstartedServer(srv.Handler())
+		ts.Listener = tl
+		ts.TLS = &tls.Config{Certificates: []tls.Certificate{certFor(t, c.key)}}
+		ts.StartTLS()
+		n := &node{srv: srv, ts: ts, ln: tl, bus: b, pg: st, store: cs,
+			opts: client.Options{Server: ts.URL, ServerFP: protocol.ServerFingerprint(c.key.Public())}}
+		c.nodes = append(c.nodes, n)
+		t.Cleanup(n.stop)
+	}
+	return c
+}
+
+// certFor is selfSigned for benchmarks too.
+func certFor(t testing.TB, key *protocol.PrivateKey) tls.Certificate {
+	t.Helper()
+	k, err := x509.ParsePKCS8PrivateKey(key.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "qrtalkd cluster test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, k.(crypto.Signer).Public(), k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
+}
+
+// stop shuts the node down in order, as qrtalkd does.
+func (n *node) stop() {
+	n.stopOnce.Do(func() {
+		n.srv.Drain()
+		n.ts.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.srv.Shutdown(ctx)
+		if n.bus != nil {
+			n.bus.Close()
+		}
+		n.pg.Close()
+	})
+}
+
+// kill stops the node as a crash would: its NATS connection and every
+// client connection (live channels included) are cut at once, with no
+// closing notice, and it forgets what it held in memory.
+func (n *node) kill() {
+	n.stopOnce.Do(func() {
+		n.bus.Close()
+		n.ln.closeAll()
+		n.srv.Drain()
+		n.ts.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.srv.Shutdown(ctx)
+		n.pg.Close()
+	})
+}
+
+// trackingListener remembers its connections, so that kill can cut them
+// all, the hijacked WebSocket connections included (httptest forgets
+// those).
+type trackingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.conns = append(l.conns, c)
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *trackingListener) closeAll() {
+	l.Listener.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.conns {
+		if tc, ok := c.(*tls.Conn); ok {
+			c = tc.NetConn()
+		}
+		if tcp, ok := c.(*net.TCPConn); ok {
+			tcp.SetLinger(0) // a reset, as when a process dies
+		}
+		c.Close()
+	}
+}
+
+// enqueued counts the messages written to the store by every node.
+func (c *cluster) enqueued() int64 {
+	var n int64
+	for _, nd := range c.nodes {
+		n += nd.store.enqueued.Load()
+	}
+	return n
+}
+
+func (c *cluster) queueDepth(t testing.TB) int {
+	t.Helper()
+	for _, nd := range c.nodes {
+		if n, err := nd.pg.QueueDepth(context.Background()); err == nil {
+			return n
+		}
+	}
+	t.Fatal("no node's store answers")
+	return 0
+}
+
+// user registers a user with one device on node i.
+func (c *cluster) user(t testing.TB, i int) *client.Conn {
+	t.Helper()
+	tok, err := server.NewInvite(context.Background(), c.nodes[0].store, 1, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := int(userSeq.Add(1))
+	dev := deviceFor(t, protocol.NewUserID(), testkeys.Key(n%6))
+	conn, err := client.Register(context.Background(), c.nodes[i].opts, dev, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// deviceFor is newDevice for benchmarks too.
+func deviceFor(t testing.TB, user protocol.UserID, identity *protocol.PrivateKey) *client.Device {
+	t.Helper()
+	n := int(userSeq.Add(1))
+	d, err := client.NewDeviceFromKeys(user, protocol.NewDeviceID(), identity, testkeys.Key(n%6), testkeys.Key((n+1)%6), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// on returns a connection of conn's device to node i.
+func (c *cluster) on(t testing.TB, conn *client.Conn, i int) *client.Conn {
+	t.Helper()
+	moved, err := client.Dial(context.Background(), c.nodes[i].opts, conn.Device())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return moved
+}
+
+// link adds a device to conn's user and connects it to node i.
+func (c *cluster) link(t testing.TB, conn *client.Conn, i int) *client.Conn {
+	t.Helper()
+	dev := deviceFor(t, conn.Device().User, conn.Device().Identity)
+	if err := conn.AddDevice(context.Background(), dev.Cert); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := client.Dial(context.Background(), c.nodes[i].opts, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c2
+}
+
+// A receiver holds a device's live channel, records every envelope it
+// gets and acknowledges it, as a client does.
+type receiver struct {
+	conn *client.Conn
+	mu   sync.Mutex
+	got  map[protocol.MessageID]int // how many times each arrived
+	raw  map[protocol.MessageID][]byte
+	live *client.Live
+	ch   chan protocol.MessageID
+	done chan struct{} // closed when the channel has ended
+}
+
+// receive opens conn's live channel and returns once the server has sent
+// the queue and holds the channel (EventDrained).
+func receive(t testing.TB, conn *client.Conn) *receiver {
+	t.Helper()
+	r := &receiver{conn: conn, got: map[protocol.MessageID]int{}, raw: map[protocol.MessageID][]byte{}, ch: make(chan protocol.MessageID, 1024), done: make(chan struct{})}
+	ctx := context.Background()
+	live, err := conn.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.live = live
+	t.Cleanup(func() { live.Close() })
+	for {
+		ev, err := live.Next(ctx)
+		if err != nil {
+			t.Fatalf("live channel: %v", err)
+		}
+		if ev.Type == client.EventDrained {
+			break
+		}
+		if ev.Type == client.EventEnvelope {
+			r.record(ctx, live, ev.Envelope)
+		}
+	}
+	go r.loop(live)
+	return r
+}
+
+func (r *receiver) record(ctx context.Context, live *client.Live, envelope []byte) {
+	env, err := protocol.ParseEnvelope(envelope)
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	r.got[env.ID]++
+	r.raw[env.ID] = envelope
+	r.mu.Unlock()
+	select {
+	case r.ch <- env.ID:
+	default:
+	}
+	live.Ack(ctx, env.ID)
+}
+
+func (r *receiver) loop(live *client.Live) {
+	defer close(r.done)
+	ctx := context.Background()
+	for {
+		ev, err := live.Next(ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type == client.EventEnvelope {
+			r.record(ctx, live, ev.Envelope)
+		}
+	}
+}
+
+func (r *receiver) count(id protocol.MessageID) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[id]
+}
+
+func (r *receiver) waitFor(t testing.TB, id protocol.MessageID) []byte {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for r.count(id) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("message %s never arrived", id)
+		}
+		select {
+		case <-r.ch:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.raw[id]
+}
+
+func send(t testing.TB, from *client.Conn, body string, to ...*client.Conn) *api.SendResponse {
+	t.Helper()
+	env, err := protocol.Seal(&protocol.Message{ContentType: "text/plain", Body: []byte(body)}, from.Device().Sender(),
+		recipients(to...), protocol.SealOptions{Sent: time.Now(), TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := from.Send(context.Background(), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func statusOf(t testing.TB, resp *api.SendResponse, to *client.Conn) string {
+	t.Helper()
+	for _, r := range resp.Results {
+		if r.User == to.Device().User && r.Device == to.Device().ID {
+			return r.Status
+		}
+	}
+	t.Fatalf("no result for device %s in %+v", to.Device().ID, resp.Results)
+	return ""
+}
+
+// A device connected to node B receives at once, and without the message
+// touching the store, what was sent through node A.
+func TestClusterLiveAcrossNodes(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 3})
+	alice := c.user(t, 0)
+	bob := c.user(t, 1)
+	r := receive(t, bob)
+
+	resp := send(t, alice, "hello from node A", bob)
+	if got := statusOf(t, resp, bob); got != api.StatusDelivered {
+		t.Fatalf("status %q, want delivered", got)
+	}
+	raw := r.waitFor(t, resp.ID)
+	env, err := protocol.ParseEnvelope(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, status, err := env.Open(bob.Device().Recipient(), alice.Device().Identity.Public(), time.Now())
+	if err != nil || status != protocol.Verified || string(m.Body) != "hello from node A" {
+		t.Fatalf("open: %v %v %+v", err, status, m)
+	}
+	if n := c.enqueued(); n != 0 {
+		t.Fatalf("a live delivery across nodes wrote %d messages to the store", n)
+	}
+	if n := c.queueDepth(t); n != 0 {
+		t.Fatalf("queue depth %d", n)
+	}
+
+	// The channel moves to node C (the device reconnected there): node B
+	// closes its own, and sends reach the device on C.
+	bobC := c.on(t, bob, 2)
+	r2 := receive(t, bobC)
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("node B kept the stale live channel open")
+	}
+	resp = send(t, alice, "to node C", bob)
+	if got := statusOf(t, resp, bob); got != api.StatusDelivered {
+		t.Fatalf("after the move: status %q, want delivered", got)
+	}
+	r2.waitFor(t, resp.ID)
+	if n := c.enqueued(); n != 0 {
+		t.Fatalf("%d messages written to the store", n)
+	}
+
+	// A device that does not acknowledge in time, on another node: queued,
+	// and its late acknowledgement deletes the queued copy.
+	carol := c.user(t, 1)
+	live, err := carol.Live(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if ev, err := live.Next(context.Background()); err != nil || ev.Type != client.EventDrained {
+		t.Fatalf("first event: %+v %v", ev, err)
+	}
+	resp = send(t, alice, "unacknowledged", carol)
+	if got := statusOf(t, resp, carol); got != api.StatusQueued {
+		t.Fatalf("unacknowledged live delivery: %q, want queued", got)
+	}
+	if ev, err := live.Next(context.Background()); err != nil || ev.Type != client.EventEnvelope {
+		t.Fatalf("event: %+v %v", ev, err)
+	}
+	if err := live.Ack(context.Background(), resp.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the late acknowledgement to empty the queue", func() bool { return c.queueDepth(t) == 0 })
+}
+
+// A device with no live channel anywhere gets the message queued; it
+// drains it from whichever node it connects to; and a long poll on
+// another node is woken by a send.
+func TestClusterQueuedThenDrainedElsewhere(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 3})
+	alice := c.user(t, 0)
+	bob := c.user(t, 1)
+	resp := send(t, alice, "while you were away", bob)
+	if got := statusOf(t, resp, bob); got != api.StatusQueued {
+		t.Fatalf("status %q, want queued", got)
+	}
+	if n := c.enqueued(); n != 1 {
+		t.Fatalf("enqueued %d, want 1", n)
+	}
+	r := receive(t, c.on(t, bob, 2)) // drains before EventDrained
+	if r.count(resp.ID) != 1 {
+		t.Fatalf("the queued message arrived %d times on node C before EventDrained, want 1", r.count(resp.ID))
+	}
+	waitFor(t, "the acknowledgement to empty the queue", func() bool { return c.queueDepth(t) == 0 })
+
+	// A long poll on node B, woken by a send through node A.
+	dave := c.user(t, 1)
+	nc, err := nats.Connect(os.Getenv(envNATS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	wakeSubject := c.prefix + ".dev." + dave.Device().User.String() + "." + dave.Device().ID.String() + ".wake"
+	type result struct {
+		n   int
+		err error
+		at  time.Time
+	}
+	done := make(chan result, 1)
+	go func() {
+		in, err := dave.Inbox(context.Background(), 10, 25*time.Second)
+		res := result{err: err, at: time.Now()}
+		if in != nil {
+			res.n = len(in.Envelopes)
+		}
+		done <- res
+	}()
+	// The long poll is waiting once node B listens to the device's wakes:
+	// a request there stops getting "no responders".
+	waitFor(t, "the long poll to watch the device's wakes", func() bool {
+		_, err := nc.Request(wakeSubject, nil, 50*time.Millisecond)
+		return !errors.Is(err, nats.ErrNoResponders)
+	})
+	sent := time.Now()
+	resp = send(t, alice, "wake up", dave)
+	if got := statusOf(t, resp, dave); got != api.StatusQueued {
+		t.Fatalf("status %q, want queued", got)
+	}
+	res := <-done
+	if res.err != nil || res.n != 1 {
+		t.Fatalf("long poll: %d envelopes, %v", res.n, res.err)
+	}
+	if el := res.at.Sub(sent); el > 10*time.Second {
+		t.Fatalf("the long poll answered %v after the send: not woken", el)
+	}
+}
+
+// A group message fanned out across nodes: each device gets its copy from
+// the node it is connected to; only the offline device's copy is stored.
+func TestClusterGroupFanout(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 3})
+	alice := c.user(t, 0)
+	alice2 := c.link(t, alice, 2) // alice's other device, on node C
+	bob := c.user(t, 1)
+	carol := c.user(t, 2)
+	erin := c.user(t, 0) // on the sender's node
+	dave := c.user(t, 1) // offline
+	rs := map[*client.Conn]*receiver{}
+	for _, conn := range []*client.Conn{alice2, bob, carol, erin} {
+		rs[conn] = receive(t, conn)
+	}
+	resp := send(t, alice, "to the group", alice, alice2, bob, carol, dave, erin)
+	want := map[*client.Conn]string{alice: api.StatusSelf, alice2: api.StatusDelivered, bob: api.StatusDelivered,
+		carol: api.StatusDelivered, erin: api.StatusDelivered, dave: api.StatusQueued}
+	for conn, w := range want {
+		if got := statusOf(t, resp, conn); got != w {
+			t.Errorf("device %s: %q, want %q", conn.Device().ID, got, w)
+		}
+	}
+	for conn, r := range rs {
+		raw := r.waitFor(t, resp.ID)
+		env, err := protocol.ParseEnvelope(raw)
+		if err != nil || len(env.Devices) != 1 || env.Devices[0].Device != conn.Device().ID {
+			t.Fatalf("device %s did not get its own copy: %v", conn.Device().ID, err)
+		}
+	}
+	if n := c.enqueued(); n != 1 {
+		t.Fatalf("enqueued %d copies, want 1 (dave's)", n)
+	}
+	in, err := c.on(t, dave, 2).Inbox(context.Background(), 10, 0)
+	if err != nil || len(in.Envelopes) != 1 {
+		t.Fatalf("dave's inbox on node C: %v %+v", err, in)
+	}
+}
+
+// With NATS unreachable from every node, sends fall back to the queue and
+// are delivered all the same (each node re-reads the queues of its
+// connected devices); /readyz says the node is degraded, not down.
+func TestClusterBusUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "nats://" + ln.Addr().String()
+	ln.Close() // nothing listens there
+	c := newCluster(t, clusterConfig{nodes: 3, natsURL: dead})
+	alice := c.user(t, 0)
+	bob := c.user(t, 1)
+	r := receive(t, bob)
+	err = c.nodes[0].srv.Ready(context.Background())
+	if !errors.Is(err, server.ErrDegraded) {
+		t.Fatalf("Ready with NATS unreachable = %v, want ErrDegraded", err)
+	}
+	for i := range 5 {
+		resp := send(t, alice, "through the store "+strconv.Itoa(i), bob)
+		if got := statusOf(t, resp, bob); got != api.StatusQueued {
+			t.Fatalf("status %q, want queued", got)
+		}
+		r.waitFor(t, resp.ID)
+	}
+	waitFor(t, "the queue to empty", func() bool { return c.queueDepth(t) == 0 })
+}
+
+// natsServer runs a NATS server of the test's own, which the test can stop
+// and start again on the same port.
+type natsServer struct {
+	bin  string
+	port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func startNATS(t *testing.T) *natsServer {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		bin = "/usr/sbin/nats-server"
+		if _, err := os.Stat(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatal("nats-server is not installed, and CI=true requires this test to run")
+			}
+			t.Skip("nats-server is not installed: the NATS restart test needs a server of its own to stop")
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := &natsServer{bin: bin, port: port, dir: t.TempDir()}
+	s.start(t)
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *natsServer) url() string { return "nats://127.0.0.1:" + strconv.Itoa(s.port) }
+
+func (s *natsServer) start(t *testing.T) {
+	t.Helper()
+	s.cmd = exec.Command(s.bin, "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-l", filepath.Join(s.dir, "nats.log"))
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "nats-server to listen", func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(s.port), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+func (s *natsServer) stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// NATS stopped and restarted during sending: while it is down, messages go
+// through the queue and are delivered; the nodes say they are degraded;
+// when it is back, they reconnect by themselves and route live again.
+func TestClusterNATSRestart(t *testing.T) {
+	ns := startNATS(t)
+	c := newCluster(t, clusterConfig{nodes: 3, natsURL: ns.url()})
+	alice := c.user(t, 0)
+	bob := c.user(t, 1)
+	carol := c.user(t, 2)
+	rb, rc := receive(t, bob), receive(t, carol)
+	ctx := context.Background()
+
+	resp := send(t, alice, "before", bob, carol)
+	for _, to := range []*client.Conn{bob, carol} {
+		if got := statusOf(t, resp, to); got != api.StatusDelivered {
+			t.Fatalf("before the outage: %q, want delivered", got)
+		}
+	}
+
+	var sent []protocol.MessageID
+	stop := make(chan struct{})
+	var sendErr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			env, err := protocol.Seal(&protocol.Message{ContentType: "text/plain", Body: []byte("during " + strconv.Itoa(i))},
+				alice.Device().Sender(), recipients(bob, carol), protocol.SealOptions{Sent: time.Now(), TTL: time.Hour})
+			if err != nil {
+				sendErr = err
+				return
+			}
+			r, err := alice.Send(ctx, env)
+			if err != nil {
+				sendErr = err
+				return
+			}
+			for _, res := range r.Results {
+				if res.Status != api.StatusDelivered && res.Status != api.StatusQueued {
+					sendErr = fmt.Errorf("status %q", res.Status)
+					return
+				}
+			}
+			sent = append(sent, r.ID)
+		}
+	})
+
+	ns.stop()
+	for i, n := range c.nodes {
+		waitFor(t, fmt.Sprintf("node %d to see NATS down", i), func() bool {
+			return errors.Is(n.srv.Ready(ctx), server.ErrDegraded)
+		})
+	}
+	queuedBefore := c.enqueued()
+	waitFor(t, "sends to go through the queue", func() bool { return c.enqueued() > queuedBefore+4 })
+	ns.start(t)
+	for i, n := range c.nodes {
+		waitFor(t, fmt.Sprintf("node %d to reconnect", i), func() bool { return n.srv.Ready(ctx) == nil })
+	}
+	close(stop)
+	wg.Wait()
+	if sendErr != nil {
+		t.Fatal(sendErr)
+	}
+	for _, id := range sent {
+		rb.waitFor(t, id)
+		rc.waitFor(t, id)
+	}
+	// Live again: after the reconnection, sends are delivered without the
+	// store (the subscriptions are back).
+	waitFor(t, "live routing to resume", func() bool {
+		before := c.enqueued()
+		r := send(t, alice, "after", bob, carol)
+		rb.waitFor(t, r.ID)
+		rc.waitFor(t, r.ID)
+		return statusOf(t, r, bob) == api.StatusDelivered && statusOf(t, r, carol) == api.StatusDelivered && c.enqueued() == before
+	})
+	waitFor(t, "the queue to empty", func() bool { return c.queueDepth(t) == 0 })
+	t.Logf("%d group sends across the outage", len(sent))
+}
+
+// A node killed mid-load while its clients reconnect to the others: every
+// message a send answered "delivered" or "queued" for reaches its device.
+func TestClusterNodeKilledMidLoad(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 3, server: func(i int, o *server.Options) { o.AckTimeout = time.Second }})
+	const (
+		receivers = 4
+		senders   = 2
+		perSender = 60
+		killAfter = 30 // sends in all
+	)
+	var recv []*client.Conn
+	for i := range receivers {
+		recv = append(recv, c.user(t, []int{2, 2, 0, 1}[i])) // two on the node to be killed
+	}
+	// Each receiver reconnects, to a surviving node, whenever its channel
+	// ends; it records what it got, then acknowledges.
+	type tally struct {
+		mu  sync.Mutex
+		got map[protocol.MessageID]bool
+	}
+	tallies := make([]*tally, receivers)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var rwg sync.WaitGroup
+	ready := make(chan struct{}, receivers)
+	for i, conn := range recv {
+		tl := &tally{got: map[protocol.MessageID]bool{}}
+		tallies[i] = tl
+		rwg.Go(func() {
+			first := true
+			for attempt := 0; ctx.Err() == nil; attempt++ {
+				if attempt > 0 {
+					// Reconnect through another node, as behind a load balancer.
+					moved, err := client.Dial(ctx, c.nodes[attempt%2].opts, conn.Device())
+					if err != nil {
+						continue
+					}
+					conn = moved
+				}
+				live, err := conn.Live(ctx)
+				if err != nil {
+					continue
+				}
+				for {
+					ev, err := live.Next(ctx)
+					if err != nil {
+						break
+					}
+					switch ev.Type {
+					case client.EventDrained:
+						if first {
+							first = false
+							ready <- struct{}{}
+						}
+					case client.EventEnvelope:
+						env, err := protocol.ParseEnvelope(ev.Envelope)
+						if err != nil {
+							continue
+						}
+						tl.mu.Lock()
+						tl.got[env.ID] = true
+						tl.mu.Unlock()
+						live.Ack(ctx, env.ID)
+					}
+				}
+				live.Close()
+			}
+		})
+	}
+	for range receivers {
+		<-ready
+	}
+
+	var (
+		mu       sync.Mutex
+		expected = make([][]protocol.MessageID, receivers) // answered delivered or queued
+		failed   int
+		count    atomic.Int64
+		killed   = make(chan struct{})
+	)
+	var swg sync.WaitGroup
+	for s := range senders {
+		from := c.user(t, s) // nodes A and B
+		swg.Go(func() {
+			for i := range perSender {
+				to := (s + i) % receivers
+				env, err := protocol.Seal(&protocol.Message{ContentType: "text/plain", Body: []byte("load")},
+					from.Device().Sender(), recipients(recv[to]), protocol.SealOptions{Sent: time.Now(), TTL: time.Hour})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp, err := from.Send(ctx, env)
+				if n := count.Add(1); n == killAfter {
+					close(killed)
+				}
+				mu.Lock()
+				if err != nil {
+					failed++ // not acknowledged: the sender would retry
+				} else if st := resp.Results[0].Status; st == api.StatusDelivered || st == api.StatusQueued {
+					expected[to] = append(expected[to], resp.ID)
+				} else {
+					t.Errorf("status %q", st)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	<-killed
+	c.nodes[2].kill()
+	swg.Wait()
+	if failed > 0 {
+		t.Logf("%d sends failed (not acknowledged, so not expected)", failed)
+	}
+	total := 0
+	for i := range receivers {
+		total += len(expected[i])
+		for _, id := range expected[i] {
+			waitFor(t, fmt.Sprintf("receiver %d to get message %s", i, id), func() bool {
+				tallies[i].mu.Lock()
+				defer tallies[i].mu.Unlock()
+				return tallies[i].got[id]
+			})
+		}
+	}
+	if total < senders*perSender-failed || total == 0 {
+		t.Fatalf("%d acknowledged sends, want %d", total, senders*perSender-failed)
+	}
+	waitFor(t, "the queue to empty", func() bool {
+		n, err := c.nodes[0].pg.QueueDepth(context.Background())
+		return err == nil && n == 0
+	})
+	t.Logf("%d messages acknowledged to senders, all received; %d written to the store", total, c.enqueued())
+	cancel()
+	rwg.Wait()
+}
+
+// BenchmarkRouteEnvelope: one send of a one-recipient envelope, answered
+// after the recipient's live acknowledgement: on a single node (SQLite, no
+// bus), on a cluster node whose recipient is connected to the same node,
+// and across nodes through NATS.
+func BenchmarkRouteEnvelope(b *testing.B) {
+	run := func(b *testing.B, from, to *client.Conn) {
+		receive(b, to)
+		env, err := protocol.Seal(&protocol.Message{ContentType: "text/plain", Body: make([]byte, 1024)}, from.Device().Sender(),
+			recipients(to), protocol.SealOptions{Sent: time.Now(), TTL: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		b.ResetTimer()
+		for b.Loop() {
+			resp, err := from.Send(ctx, env)
+			if err != nil || resp.Results[0].Status != api.StatusDelivered {
+				b.Fatalf("send: %v %+v", err, resp)
+			}
+		}
+	}
+	b.Run("single-node", func(b *testing.B) {
+		c := newCluster(b, clusterConfig{single: true})
+		run(b, c.user(b, 0), c.user(b, 0))
+	})
+	b.Run("cluster-same-node", func(b *testing.B) {
+		c := newCluster(b, clusterConfig{nodes: 2})
+		run(b, c.user(b, 0), c.user(b, 0))
+	})
+	b.Run("cluster-across-nodes", func(b *testing.B) {
+		c := newCluster(b, clusterConfig{nodes: 2})
+		run(b, c.user(b, 0), c.user(b, 1))
+	})
+}
