@@ -158,6 +158,9 @@ func flagError(err error) error {
 	s := err.Error()
 	s = strings.Replace(s, "flag provided but not defined: -", "unknown option --", 1)
 	s = strings.Replace(s, "flag needs an argument: -", "option needs a value: --", 1)
+	if i := strings.Index(s, " for flag -"); i >= 0 {
+		s = s[:i] + " for --" + s[i+len(" for flag -"):]
+	}
 	return errors.New(s)
 }
 

@@ -6,7 +6,9 @@ import (
 	"image"
 	"image/color"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -45,16 +47,17 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			// whois HOME PREFIX: set $PREFIX_ID, $PREFIX_CODE and $PREFIX_FP
-			// to the user ID, contact code and numeric fingerprint of the
-			// account in HOME.
+			// whois HOME PREFIX: set $PREFIX_ID, $PREFIX_DEV, $PREFIX_CODE
+			// and $PREFIX_FP to the user ID, device ID, contact code and
+			// numeric fingerprint of the account in HOME.
 			"whois": func(ts *testscript.TestScript, neg bool, args []string) {
 				if len(args) != 2 {
 					ts.Fatalf("usage: whois HOME PREFIX")
 				}
-				id, code, fp, err := accountInfo(ts.MkAbs(args[0]), ts.Getenv("QRTALK_PASSPHRASE"))
+				id, dev, code, fp, err := accountInfo(ts.MkAbs(args[0]), ts.Getenv("QRTALK_PASSPHRASE"))
 				ts.Check(err)
 				ts.Setenv(args[1]+"_ID", id)
+				ts.Setenv(args[1]+"_DEV", dev)
 				ts.Setenv(args[1]+"_CODE", code)
 				ts.Setenv(args[1]+"_FP", fp)
 			},
@@ -84,6 +87,26 @@ func TestScripts(t *testing.T) {
 				img, err := qr.PNG(ts.Getenv(args[0]), 0)
 				ts.Check(err)
 				ts.Check(os.WriteFile(ts.MkAbs(args[1]), img, 0o644))
+			},
+			// status N COMMAND [ARGS...]: run COMMAND, which must exit with
+			// status N; its output is checked like exec's.
+			"status": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) < 2 {
+					ts.Fatalf("usage: status N COMMAND [ARGS...]")
+				}
+				want, err := strconv.Atoi(args[0])
+				ts.Check(err)
+				err = ts.Exec(args[1], args[2:]...)
+				got := 0
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					got = ee.ExitCode()
+				} else {
+					ts.Check(err)
+				}
+				if got != want {
+					ts.Fatalf("exit status %d, want %d", got, want)
+				}
 			},
 			// envfile VAR FILE: write $VAR's value and a newline to FILE.
 			"envfile": func(ts *testscript.TestScript, neg bool, args []string) {

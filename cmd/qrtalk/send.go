@@ -199,11 +199,7 @@ func (a *app) send(ctx context.Context, c *command, args []string) error {
 	bar.finish()
 	if err != nil {
 		if errors.Is(err, client.ErrKeyChanged) {
-			if ct, cerr := acc.Contact(ctx, to); cerr == nil {
-				return withCode(fmt.Errorf("%s's identity key changed: nothing was sent", ct.Name), exitKey,
-					fmt.Sprintf("check the new fingerprint with %s in person ('qrtalk contact accept %s' shows it), then accept it", ct.Name, shellWord(ct.Name)))
-			}
-			return withCode(fmt.Errorf("%w; nothing was sent", err), exitKey, "")
+			return keyChanged(ctx, acc, to, err)
 		}
 		return err
 	}
@@ -229,6 +225,31 @@ func (a *app) send(ctx context.Context, c *command, args []string) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", names(d.User), d.Device, status)
 	}
 	return tw.Flush()
+}
+
+// keyChanged explains a send stopped by a changed key: whose, and what
+// to do.
+func keyChanged(ctx context.Context, acc *client.Account, to string, err error) error {
+	var changed []string
+	if ct, cerr := acc.Contact(ctx, to); cerr == nil {
+		changed = append(changed, ct.Name)
+	} else if g, gerr := acc.Group(ctx, to); gerr == nil {
+		for _, m := range g.Members {
+			if ct, cerr := acc.Contact(ctx, m.String()); cerr == nil && ct.Changed {
+				changed = append(changed, ct.Name)
+			}
+		}
+	}
+	if len(changed) == 0 {
+		return withCode(fmt.Errorf("%w; nothing was sent", err), exitKey, "")
+	}
+	who := strings.Join(changed, ", ")
+	what := fmt.Errorf("%w: %s; nothing was sent", client.ErrKeyChanged, who)
+	if len(changed) == 1 {
+		what = fmt.Errorf("%s's identity key changed: nothing was sent", who)
+	}
+	return withCode(what, exitKey, fmt.Sprintf("check the new fingerprint with %s in person ('qrtalk contact accept %s' shows it), then accept it",
+		changed[0], shellWord(changed[0])))
 }
 
 // messageBody reads the message from the arguments or standard input.

@@ -138,12 +138,13 @@ func forge(ctx context.Context, dir, to, text string) error {
 }
 
 // accountInfo returns what the account in dir shows of itself: its user
-// ID, its contact code and its numeric fingerprint.
-func accountInfo(dir, passphrase string) (user, code, fingerprint string, err error) {
+// ID, its device ID, its contact code and its numeric fingerprint.
+func accountInfo(dir, passphrase string) (user, device, code, fingerprint string, err error) {
 	acc, err := client.OpenAccount(dir, client.AccountOptions{Passphrase: passphrase})
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	defer acc.Close()
-	return acc.Device().User.String(), acc.ContactCard().URI(), acc.Device().Fingerprint().Numeric(), nil
+	dev := acc.Device()
+	return dev.User.String(), dev.ID.String(), acc.ContactCard().URI(), dev.Fingerprint().Numeric(), nil
 }
