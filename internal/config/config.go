@@ -63,6 +63,15 @@ type Config struct {
 
 	// Data is the data directory, as an absolute path.
 	Data string
+	// Store is where users, devices, invites and queues are kept: "" for
+	// the SQLite file in Data, an absolute path for a SQLite file
+	// elsewhere, or a postgres:// URL (see StoreIsPostgres).
+	Store string
+	// Bus is the NATS URL (or comma-separated URLs) that carries live
+	// deliveries between the nodes of a cluster, or "" for a single node.
+	Bus string
+	// BusPrefix is the cluster's subject prefix on the bus.
+	BusPrefix string
 	// Listen is the address of the main (TLS) listener.
 	Listen string
 	// PublicURL is the https URL put in invites, without a trailing slash.
@@ -104,6 +113,13 @@ type Config struct {
 	Warnings []string
 }
 
+// StoreIsPostgres reports whether Store names a PostgreSQL database.
+func (c *Config) StoreIsPostgres() bool { return isPostgresURL(c.Store) }
+
+func isPostgresURL(v string) bool {
+	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")
+}
+
 // An Option is one setting of qrtalkd.
 type Option struct {
 	// Name is the option's config-file key; the flag is "--"+Name and the
@@ -123,6 +139,9 @@ type Option struct {
 	Example string
 	// Bool options can be given as a bare flag (--log-ip).
 	Bool bool
+	// Secret options are URLs that may hold a password: an error shows
+	// the value with the password hidden.
+	Secret bool
 
 	set func(c *Config, v string) error
 }
@@ -164,6 +183,69 @@ func Options() []Option {
 					return err
 				}
 				c.Data = abs
+				return nil
+			},
+		},
+		{
+			Name: "store", Type: "STORE",
+			DefaultDoc: "the SQLite file qrtalkd.db in the data directory",
+			Example:    "postgres://qrtalk@db.internal:5432/qrtalk?sslmode=verify-full",
+			Secret:     true,
+			Help: "Where users, devices, invites and queued messages are kept. Empty: the SQLite file in the " +
+				"data directory, for a single node. A path: a SQLite file there. A postgres:// URL: a PostgreSQL " +
+				"database, which every node of a cluster shares (scale-out mode, with bus); the tables go in the " +
+				"first schema of its search_path. Keep the password out of the URL: pgx reads PGPASSWORD and ~/.pgpass.",
+			set: func(c *Config, v string) error {
+				switch {
+				case v == "":
+				case isPostgresURL(v):
+					if err := checkPostgresURL(v); err != nil {
+						return err
+					}
+				default:
+					if strings.Contains(v, "://") {
+						return errors.New("must be empty, a file path (SQLite) or a postgres:// URL")
+					}
+					if strings.ContainsAny(v, "?#\x00") {
+						return errors.New("must not contain '?', '#' or NUL (SQLite cannot open such a path)")
+					}
+					abs, err := filepath.Abs(v)
+					if err != nil {
+						return err
+					}
+					v = abs
+				}
+				c.Store = v
+				return nil
+			},
+		},
+		{
+			Name: "bus", Type: "URL", Example: "nats://127.0.0.1:4222",
+			Secret: true,
+			Help: "NATS server that carries live deliveries and wake-ups between the nodes of a cluster " +
+				"(scale-out mode): nats://host:4222 or tls://host:4222, several separated by commas for a NATS " +
+				"cluster. Needs a postgres:// store shared by the nodes. Empty: a single node. When NATS is " +
+				"unreachable, nodes keep working through the store and /readyz says degraded.",
+			set: func(c *Config, v string) error {
+				if v != "" {
+					if err := checkBusURL(v); err != nil {
+						return err
+					}
+				}
+				c.Bus = v
+				return nil
+			},
+		},
+		{
+			Name: "bus-prefix", Type: "SUBJECT", Default: "qrtalk",
+			Help: "Subject prefix of this cluster on the bus: the nodes that share it route to each other. " +
+				"Give each qrtalk cluster sharing one NATS a prefix of its own. Letters, digits, '-' and '_', " +
+				"in tokens separated by dots.",
+			set: func(c *Config, v string) error {
+				if err := checkSubjectPrefix(v); err != nil {
+					return err
+				}
+				c.BusPrefix = v
 				return nil
 			},
 		},

@@ -66,6 +66,7 @@ func TestDefaults(t *testing.T) {
 		RateDirectory:   Rate{Limit: 2, Burst: 30},
 		LogLevel:        slog.LevelInfo,
 		LogFormat:       LogText,
+		BusPrefix:       "qrtalk",
 	}
 	if !equalConfig(*c, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", *c, want)
@@ -269,6 +270,18 @@ func TestValidation(t *testing.T) {
 		{[]string{"--tls-cert", "/c.pem", "--tls-key", "/k.pem", "--acme-domain", "a.example"}, nil, `choose one source of certificates`},
 		{[]string{"--data", "/srv/q#1"}, nil, `must not contain`},
 		{[]string{"--data="}, nil, `must not be empty`},
+		{[]string{"--store", "mysql://db/q"}, nil, `must be empty, a file path (SQLite) or a postgres:// URL`},
+		{[]string{"--store", "postgres:///q"}, nil, `needs a host`},
+		{[]string{"--store", "/srv/q?x.db"}, nil, `must not contain`},
+		{[]string{"--bus", "nats://127.0.0.1:4222"}, nil, `the nodes of a cluster must share a PostgreSQL store`},
+		{[]string{"--bus", "http://127.0.0.1:4222", "--store", "postgres://db/q"}, nil, `must be nats://host:port or tls://host:port`},
+		{[]string{"--bus", "nats://:4222", "--store", "postgres://db/q"}, nil, `needs a host`},
+		{[]string{"--bus", "nats://h:99999", "--store", "postgres://db/q"}, nil, `from 1 to 65535`},
+		{[]string{"--bus", "nats://h:1/x", "--store", "postgres://db/q"}, nil, `no path or query`},
+		{[]string{"--bus", "nats://h:1,", "--store", "postgres://db/q"}, nil, `must be nats://host:port`},
+		{[]string{"--bus-prefix", "a..b"}, nil, `empty token`},
+		{[]string{"--bus-prefix", "qrtalk.>"}, nil, `only letters, digits`},
+		{[]string{"--bus-prefix="}, nil, `must not be empty`},
 		{[]string{"--no-such-flag"}, nil, `flag provided but not defined`},
 		{[]string{"extra"}, nil, `unexpected argument "extra"`},
 	}
@@ -285,6 +298,50 @@ func TestValidation(t *testing.T) {
 				t.Errorf("not a usage error: %v", err)
 			}
 		})
+	}
+}
+
+// TestScaleOut: the store and bus options of a cluster node, and what is
+// said about them.
+func TestScaleOut(t *testing.T) {
+	c, err := Load([]string{"--store", "postgres://qrtalk@db:5432/q?sslmode=disable", "--bus", "nats://n1:4222,tls://n2:4222",
+		"--bus-prefix", "qrtalk.prod-1"}, env("HOME", "/h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.StoreIsPostgres() || c.Bus != "nats://n1:4222,tls://n2:4222" || c.BusPrefix != "qrtalk.prod-1" || len(c.Warnings) != 0 {
+		t.Errorf("cluster node: %+v", c)
+	}
+	// PostgreSQL without a bus: allowed, with a warning.
+	c, err = Load(nil, env("HOME", "/h", "QRTALKD_STORE", "postgresql://db/q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "bus is not set") {
+		t.Errorf("warnings: %q", c.Warnings)
+	}
+	// A path: a SQLite file, made absolute.
+	c, err = Load([]string{"--data", "/d", "--store", "other.db"}, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.StoreIsPostgres() || !filepath.IsAbs(c.Store) || filepath.Base(c.Store) != "other.db" {
+		t.Errorf("store path: %q", c.Store)
+	}
+	// A password never shows in an error.
+	for _, args := range [][]string{
+		{"--store", "postgres://u:hunter2@/q"},
+		{"--bus", "nats://u:hunter2@h:1/x", "--store", "postgres://db/q"},
+		{"--bus", "nats://hunter2@h:1/x", "--store", "postgres://db/q"},
+		{"--store", "postgres://u@/q?password=hunter2"},
+	} {
+		_, err := Load(args, env("HOME", "/h"))
+		if err == nil {
+			t.Fatalf("%q: no error", args)
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%q: the error shows the password: %v", args, err)
+		}
 	}
 }
 

@@ -116,16 +116,20 @@ func (f *Flags) Load(env Environment) (*Config, error) {
 			s.val = d
 		}
 		if err := o.set(c, s.val); err != nil {
+			shown := s.val
+			if o.Secret {
+				shown = redactSecret(shown)
+			}
 			var what string
 			switch {
 			case s.source == o.Flag():
-				what = fmt.Sprintf("%s %q", o.Flag(), s.val)
+				what = fmt.Sprintf("%s %q", o.Flag(), shown)
 			case s.source == o.Env():
-				what = fmt.Sprintf("%s=%q", o.Env(), s.val)
+				what = fmt.Sprintf("%s=%q", o.Env(), shown)
 			case s.source == "default":
-				what = fmt.Sprintf("default %s %q", o.Name, s.val)
+				what = fmt.Sprintf("default %s %q", o.Name, shown)
 			default:
-				what = fmt.Sprintf("%s: %s = %q", s.source, o.Name, s.val)
+				what = fmt.Sprintf("%s: %s = %q", s.source, o.Name, shown)
 			}
 			return nil, usage(fmt.Errorf("%s: %v", what, err),
 				"run 'qrtalkd serve --help' for the options and their forms")
@@ -158,6 +162,13 @@ func (c *Config) check() error {
 		return usage(fmt.Errorf("metrics-listen and listen are the same address %q", c.Listen), "give metrics a port of its own, e.g. 127.0.0.1:9090")
 	case c.ACMEDomain != "" && c.ACMEHTTPListen != "" && sameAddr(c.ACMEHTTPListen, c.Listen):
 		return usage(fmt.Errorf("acme-http-listen and listen are the same address %q", c.Listen), "")
+	case c.Bus != "" && !c.StoreIsPostgres():
+		return usage(errors.New("bus is set but the store is a SQLite file of this node: the nodes of a cluster must share a PostgreSQL store"),
+			"set --store to the postgres:// URL of the database every node uses, or drop --bus for a single node")
+	}
+	if c.StoreIsPostgres() && c.Bus == "" {
+		c.Warnings = append(c.Warnings, "store is PostgreSQL but bus is not set: run only one node this way; "+
+			"several nodes need a bus (--bus nats://...) to deliver live to devices connected to another node and to wake them")
 	}
 	if c.ACMEDomain != "" && c.PublicURL != "" && !strings.HasPrefix(c.PublicURL+"/", "https://"+c.ACMEDomain+"/") &&
 		!strings.HasPrefix(c.PublicURL, "https://"+c.ACMEDomain+":") {

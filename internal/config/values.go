@@ -208,3 +208,87 @@ func parseCIDRs(v string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// checkPostgresURL checks the form of a postgres:// URL; the database
+// itself is checked when qrtalkd connects.
+func checkPostgresURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil {
+		return errors.New("not a valid postgres:// URL")
+	}
+	if u.Host == "" && u.Query().Get("host") == "" {
+		return errors.New("a postgres:// URL needs a host (postgres://user@host:5432/database)")
+	}
+	return nil
+}
+
+// checkBusURL checks a NATS URL, or a comma-separated list of them.
+func checkBusURL(v string) error {
+	for part := range strings.SplitSeq(v, ",") {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil {
+			return errors.New("not a valid URL")
+		}
+		switch {
+		case u.Scheme != "nats" && u.Scheme != "tls":
+			return errors.New("must be nats://host:port or tls://host:port (several separated by commas)")
+		case u.Hostname() == "":
+			return errors.New("a NATS URL needs a host")
+		case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "":
+			return errors.New("a NATS URL has no path or query")
+		}
+		if p := u.Port(); p != "" {
+			if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("port %q must be a number from 1 to 65535", p)
+			}
+		}
+	}
+	return nil
+}
+
+// checkSubjectPrefix checks a NATS subject prefix: tokens of letters,
+// digits, '-' and '_', separated by dots.
+func checkSubjectPrefix(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	for tok := range strings.SplitSeq(v, ".") {
+		if tok == "" {
+			return errors.New("has an empty token (two dots, or a dot at an end)")
+		}
+		for _, r := range tok {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return errors.New("only letters, digits, '-', '_' and dots")
+			}
+		}
+	}
+	return nil
+}
+
+// redactSecret hides the password in a URL-valued setting (each of a
+// comma-separated list), for error messages.
+func redactSecret(v string) string {
+	parts := strings.Split(v, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			if strings.Contains(p, "@") {
+				parts[i] = "(unparsable URL)"
+			}
+			continue
+		}
+		if u.User != nil {
+			if _, has := u.User.Password(); has {
+				u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			} else {
+				u.User = url.User("xxxxx") // a token
+			}
+		}
+		if q := u.Query(); q.Has("password") {
+			q.Set("password", "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
+}

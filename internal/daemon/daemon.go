@@ -31,9 +31,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/crypto/acme/autocert"
 
+	"github.com/qrtalk/qrtalk/internal/bus"
+	"github.com/qrtalk/qrtalk/internal/bus/natsbus"
 	"github.com/qrtalk/qrtalk/internal/config"
 	"github.com/qrtalk/qrtalk/internal/server"
 	"github.com/qrtalk/qrtalk/internal/store"
+	"github.com/qrtalk/qrtalk/internal/store/postgres"
 	"github.com/qrtalk/qrtalk/internal/store/sqlite"
 	"github.com/qrtalk/qrtalk/protocol"
 )
@@ -69,6 +72,7 @@ type Daemon struct {
 	fp    protocol.Fingerprint
 	url   string
 	store store.Store
+	bus   *natsbus.Bus // nil on a single node
 	srv   *server.Server
 	reg   *prometheus.Registry
 	acme  *autocert.Manager
@@ -147,16 +151,24 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 		d.log.Info("created the server key", "path", KeyPath(cfg.Data), "fingerprint", d.fp.String())
 	}
 
-	st, err := sqlite.Open(ctx, DBPath(cfg.Data), sqlite.Options{})
+	st, err := OpenStore(ctx, cfg)
 	if err != nil {
-		hint := ""
-		if errors.Is(err, store.ErrSchemaTooNew) {
-			hint = "this database was written by a newer qrtalkd: run that version, or restore a backup made for this one"
-		}
-		return nil, config.WithHint(fmt.Errorf("opening the store: %w", err), hint)
+		return nil, err
 	}
 	d.store = st
 	cleanup = append(cleanup, func() { st.Close() })
+
+	if cfg.Bus != "" {
+		name := "qrtalkd"
+		if h, err := opts.Hostname(); err == nil && h != "" {
+			name += " " + h
+		}
+		d.bus, err = natsbus.Open(natsbus.Options{URL: cfg.Bus, Prefix: cfg.BusPrefix, Name: name, Logger: d.log})
+		if err != nil {
+			return nil, err
+		}
+		cleanup = append(cleanup, func() { d.bus.Close() })
+	}
 
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -181,6 +193,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 		Logger:          d.log,
 		Registerer:      d.reg,
 		Now:             opts.Now,
+		Bus:             d.serverBus(),
 	})
 	if err != nil {
 		return nil, err
@@ -273,12 +286,59 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	}
 
 	attrs := []any{"url", d.url, "listen", d.ln.Addr().String(), "fingerprint", d.fp.String(),
-		"tls", d.tlsMode, "registration", cfg.Registration, "data", cfg.Data}
+		"tls", d.tlsMode, "registration", cfg.Registration, "data", cfg.Data, "store", storeKind(cfg)}
+	if d.bus != nil {
+		attrs = append(attrs, "bus", "nats", "bus-prefix", cfg.BusPrefix)
+	}
 	if d.metLn != nil {
 		attrs = append(attrs, "metrics", d.metLn.Addr().String())
 	}
 	d.log.Info("qrtalkd started", attrs...)
 	return d, nil
+}
+
+// OpenStore opens the store cfg names: the SQLite file in the data
+// directory (or at cfg.Store), or the PostgreSQL database of a postgres://
+// cfg.Store. Errors never show a password.
+func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	var st store.Store
+	var err error
+	switch {
+	case cfg.StoreIsPostgres():
+		st, err = postgres.Open(ctx, cfg.Store, postgres.Options{})
+	case cfg.Store != "":
+		st, err = sqlite.Open(ctx, cfg.Store, sqlite.Options{})
+	default:
+		st, err = sqlite.Open(ctx, DBPath(cfg.Data), sqlite.Options{})
+	}
+	if err != nil {
+		hint := ""
+		switch {
+		case errors.Is(err, store.ErrSchemaTooNew):
+			hint = "this database was written by a newer qrtalkd: run that version, or restore a backup made for this one"
+		case cfg.StoreIsPostgres():
+			hint = "check that PostgreSQL is up and reachable, and the store URL (host, database, user, sslmode); " +
+				"the password comes from PGPASSWORD or ~/.pgpass"
+		}
+		return nil, config.WithHint(fmt.Errorf("opening the %s store: %w", storeKind(cfg), err), hint)
+	}
+	return st, nil
+}
+
+func storeKind(cfg *config.Config) string {
+	if cfg.StoreIsPostgres() {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// serverBus returns the bus for server.Options: a nil interface, not a nil
+// *natsbus.Bus, on a single node.
+func (d *Daemon) serverBus() bus.Bus {
+	if d.bus == nil {
+		return nil
+	}
+	return d.bus
 }
 
 // listen opens a TCP listener, with a hint for the usual failures.
@@ -407,6 +467,9 @@ func (d *Daemon) shutdown(ctx context.Context) error {
 		cancel()
 	}
 	d.wg.Wait()
+	if d.bus != nil {
+		d.bus.Close()
+	}
 	if err := d.store.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("closing the store: %w", err))
 	}

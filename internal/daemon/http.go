@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/qrtalk/qrtalk/internal/api"
 	"github.com/qrtalk/qrtalk/internal/config"
+	"github.com/qrtalk/qrtalk/internal/server"
 )
 
 // Per-route deadlines (see withDeadlines).
@@ -67,7 +69,10 @@ func healthz(w http.ResponseWriter, r *http.Request) {
 
 // readyz answers 200 when the server can take requests (its store
 // answers), 503 with the reason otherwise, and from the start of a
-// shutdown on, so that a load balancer stops sending traffic here.
+// shutdown on, so that a load balancer stops sending traffic here. A node
+// of a cluster whose bus (NATS) is down still serves, through the store:
+// it answers 200 with a body that starts with "degraded:", so that it
+// stays in the load balancer while monitoring can tell.
 func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -76,7 +81,13 @@ func (d *Daemon) readyz(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "not ready: shutting down\n")
 		return
 	}
-	if err := d.ready.check(r.Context(), d.srv.Ready); err != nil {
+	err := d.ready.check(r.Context(), d.srv.Ready)
+	if errors.Is(err, server.ErrDegraded) {
+		// The bus logs its state changes itself, once each.
+		io.WriteString(w, err.Error()+"\n")
+		return
+	}
+	if err != nil {
 		d.log.Warn("not ready", "err", err)
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "not ready: "+err.Error()+"\n")
