@@ -77,7 +77,7 @@ type Options struct {
 	// Nil: a single node. The server does not close it.
 	Bus bus.Bus
 	// BusRecheck is how often, while the bus is down, the node re-reads
-	// the queues of its connected devices (default 2 s).
+	// the queues of its connected devices (default 5 s).
 	BusRecheck time.Duration
 	// Now is the clock. Default time.Now; tests inject their own.
 	Now func() time.Time
@@ -121,7 +121,7 @@ func (o *Options) setDefaults() {
 		o.ReplayCache = &protocol.MemoryReplayCache{}
 	}
 	if o.BusRecheck <= 0 {
-		o.BusRecheck = 2 * time.Second
+		o.BusRecheck = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
