@@ -185,29 +185,9 @@ func (a *app) join(ctx context.Context, c *command, args []string) error {
 	if err != nil {
 		return withHint(fmt.Errorf("reading the invite: %w", err), "ask the server's operator for an invite ('qrtalkd invite')")
 	}
-	pass, _, err := a.givenPassphrase()
+	pass, err := a.newPassphrase(*askPass, "join")
 	if err != nil {
 		return err
-	}
-	if *askPass && pass == "" {
-		if !a.canPrompt() {
-			return usage("set QRTALK_PASSPHRASE or use --passphrase-file FILE", "join --passphrase: no terminal to ask for the passphrase on")
-		}
-		p1, err := a.readSecret("New passphrase for the key file: ")
-		if err != nil {
-			return err
-		}
-		if p1 == "" {
-			return usage("", "the passphrase is empty")
-		}
-		p2, err := a.readSecret("The same passphrase again: ")
-		if err != nil {
-			return err
-		}
-		if p1 != p2 {
-			return usage("run the command again", "the passphrases differ")
-		}
-		pass = p1
 	}
 	if a.stderrTTY {
 		fmt.Fprintf(a.stderr, "Generating keys and joining %s...\n", inv.Server)

@@ -7,10 +7,12 @@ import (
 	"image/color"
 	"os"
 	"os/exec"
+	"regexp"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -107,6 +109,34 @@ func TestScripts(t *testing.T) {
 				if got != want {
 					ts.Fatalf("exit status %d, want %d", got, want)
 				}
+			},
+			// waitfile FILE: wait (a minute at most) until FILE exists.
+			"waitfile": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 1 {
+					ts.Fatalf("usage: waitfile FILE")
+				}
+				deadline := time.Now().Add(time.Minute)
+				for {
+					if _, err := os.Stat(ts.MkAbs(args[0])); err == nil {
+						return
+					}
+					if time.Now().After(deadline) {
+						ts.Fatalf("%s did not appear within a minute", args[0])
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			},
+			// setvar FILE REGEXP VAR: set $VAR to the first submatch of
+			// REGEXP in FILE ("stdout" for the last command's).
+			"setvar": func(ts *testscript.TestScript, neg bool, args []string) {
+				if len(args) != 3 {
+					ts.Fatalf("usage: setvar FILE REGEXP VAR")
+				}
+				m := regexp.MustCompile("(?m)" + args[1]).FindStringSubmatch(ts.ReadFile(args[0]))
+				if len(m) < 2 {
+					ts.Fatalf("no match for %s in %s", args[1], args[0])
+				}
+				ts.Setenv(args[2], m[1])
 			},
 			// envfile VAR FILE: write $VAR's value and a newline to FILE.
 			"envfile": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -134,6 +134,21 @@ func (p *printer) text(r *client.Received, saved []string) string {
 	var b strings.Builder
 	when := p.a.clock(r.Sent)
 	who := safeText(r.FromName)
+	if r.Outgoing && r.Event != "" {
+		// An event from this user's other device (the SDK seals events
+		// for every own device too).
+		switch r.Event {
+		case "delivered":
+			fmt.Fprintf(&b, "%s * delivered to your other device: %s\n", when, shortIDs(r))
+		case "read":
+			fmt.Fprintf(&b, "%s * read on your other device: %s\n", when, shortIDs(r))
+		case "typing":
+			fmt.Fprintf(&b, "%s * you are typing on your other device\n", when)
+		default:
+			fmt.Fprintf(&b, "%s * %s from your other device\n", when, safeText(r.Event))
+		}
+		return b.String()
+	}
 	switch r.Event {
 	case "delivered":
 		fmt.Fprintf(&b, "%s * delivered to %s: %s\n", when, who, shortIDs(r))
