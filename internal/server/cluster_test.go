@@ -633,6 +633,30 @@ func TestClusterGroupFanout(t *testing.T) {
 	}
 }
 
+// A revocation through node A ends the revoked device's live channel and
+// sessions on node B at once, not at their expiry.
+func TestClusterRevokeAcrossNodes(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 2})
+	bob := c.user(t, 0)
+	bob2 := c.link(t, bob, 1)
+	r := receive(t, bob2)
+	if _, err := bob2.Inbox(context.Background(), 1, 0); err != nil { // a session on node B
+		t.Fatal(err)
+	}
+	if err := bob.Revoke(context.Background(), bob2.Device().ID); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the revoked device's live channel on node B stayed open")
+	}
+	waitFor(t, "node B to drop the revoked device's session", func() bool {
+		_, err := bob2.Inbox(context.Background(), 1, 0)
+		return errors.Is(err, api.ErrDeviceUnknown)
+	})
+}
+
 // With NATS unreachable from every node, sends fall back to the queue and
 // are delivered all the same (each node re-reads the queues of its
 // connected devices); /readyz says the node is degraded, not down.
