@@ -9,7 +9,6 @@ import (
 
 	"github.com/qrtalk/qrtalk/internal/config"
 	"github.com/qrtalk/qrtalk/internal/daemon"
-	"github.com/qrtalk/qrtalk/internal/store/sqlite"
 	"github.com/qrtalk/qrtalk/protocol"
 )
 
@@ -49,7 +48,9 @@ func (a *app) invite(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, daemon.DBPath(cfg.Data), sqlite.Options{})
+	// The same store the server uses: the SQLite file, or PostgreSQL in a
+	// cluster, so that every node honours the invite.
+	st, err := daemon.OpenStore(ctx, cfg)
 	if err != nil {
 		return config.WithHint(fmt.Errorf("opening the store: %w", err), "")
 	}
