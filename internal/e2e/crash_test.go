@@ -183,10 +183,11 @@ func TestCrashLosesNothingQueued(t *testing.T) {
 	for answered.Load() < total/3 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
+	// Say so before killing: a send that fails from here on is expected.
+	close(killed)
 	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	close(killed)
 	srv.cmd.Wait()
 	wg.Wait()
 	var want []protocol.MessageID
