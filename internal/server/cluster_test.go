@@ -657,6 +657,60 @@ func TestClusterRevokeAcrossNodes(t *testing.T) {
 	})
 }
 
+// One-time invites used concurrently on two nodes: exactly one of the two
+// registrations succeeds, the other is told the invite is used up, and the
+// store holds the winner's account only.
+func TestClusterInviteConcurrent(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 2})
+	ctx := context.Background()
+	const rounds = 10
+	for round := range rounds {
+		tok, err := server.NewInvite(ctx, c.nodes[round%2].store, 1, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		devs := []*client.Device{
+			deviceFor(t, protocol.NewUserID(), testkeys.Key(round%6)),
+			deviceFor(t, protocol.NewUserID(), testkeys.Key((round+1)%6)),
+		}
+		errs := make([]error, len(devs))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, dev := range devs {
+			wg.Go(func() {
+				<-start
+				_, errs[i] = client.Register(ctx, c.nodes[i].opts, dev, tok)
+			})
+		}
+		close(start)
+		wg.Wait()
+		won := -1
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				if won >= 0 {
+					t.Fatalf("round %d: the one-use invite registered two accounts, on node %d and node %d", round, won, i)
+				}
+				won = i
+			case !errors.Is(err, api.ErrInvite):
+				t.Fatalf("round %d: registration on node %d: %v, want the invite error", round, i, err)
+			}
+		}
+		if won < 0 {
+			t.Fatalf("round %d: neither registration succeeded: %v", round, errs)
+		}
+		for i, dev := range devs {
+			_, err := c.nodes[0].pg.User(ctx, dev.User)
+			if exists := err == nil; exists != (i == won) {
+				t.Fatalf("round %d: user of node %d's registration in the store: %v (err %v), winner %d", round, i, exists, err, won)
+			}
+		}
+	}
+	if n, err := c.nodes[1].pg.ActiveInvites(ctx, time.Now()); err != nil || n != 0 {
+		t.Fatalf("active invites after every round: %d, %v; want 0", n, err)
+	}
+}
+
 // With NATS unreachable from every node, sends fall back to the queue and
 // are delivered all the same (each node re-reads the queues of its
 // connected devices); /readyz says the node is degraded, not down.
