@@ -172,6 +172,13 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// On PostgreSQL, what must hold across nodes lives in the database: the
+	// channel-setup replay cache and the key-directory rate limit.
+	var replay protocol.ReplayCache
+	var shared server.SharedLimiter
+	if pg, ok := st.(*postgres.Store); ok {
+		replay, shared = pg.ReplayCache(d.log), pg.Limiter()
+	}
 	d.srv, err = server.New(server.Options{
 		Store:           st,
 		Key:             d.key,
@@ -194,6 +201,8 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 		Registerer:      d.reg,
 		Now:             opts.Now,
 		Bus:             d.serverBus(),
+		ReplayCache:     replay,
+		SharedLimiter:   shared,
 	})
 	if err != nil {
 		return nil, err

@@ -82,7 +82,7 @@ func deviceFromCert(c *protocol.DeviceCert) store.Device {
 // handleDirectory returns a user's identity key and device certificates
 // to an authenticated device, within its directory rate limit.
 func (s *Server) handleDirectory(ctx context.Context, r *http.Request, req *authRequest) ([]byte, *api.Error) {
-	if !s.limits.allowDirectory(req.sess.User, req.sess.Device, s.opts.Now()) {
+	if !s.allowDirectoryShared(ctx, req.sess.User, req.sess.Device, s.opts.Now()) {
 		s.metrics.rateLimited.WithLabelValues("directory").Inc()
 		return nil, api.ErrRateLimited.With("key directory lookups are limited per device")
 	}

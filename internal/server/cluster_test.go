@@ -6,6 +6,7 @@ package server_test
 // skipped without them, and fail without them under CI=true.
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/rand"
@@ -15,8 +16,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -168,6 +171,10 @@ func newCluster(t testing.TB, cfg clusterConfig) *cluster {
 				t.Fatalf("node %d: opening the bus: %v", i, err)
 			}
 			opts.Bus = b
+			// What qrtalkd wires on PostgreSQL: the replay cache and the
+			// directory limit shared by the nodes.
+			pg := st.(*postgres.Store)
+			opts.ReplayCache, opts.SharedLimiter = pg.ReplayCache(nil), pg.Limiter()
 		}
 		if cfg.server != nil {
 			cfg.server(i, &opts)
@@ -708,6 +715,68 @@ func TestClusterInviteConcurrent(t *testing.T) {
 	}
 	if n, err := c.nodes[1].pg.ActiveInvites(ctx, time.Now()); err != nil || n != 0 {
 		t.Fatalf("active invites after every round: %d, %v; want 0", n, err)
+	}
+}
+
+// A channel setup accepted by one node is refused as a replay by another:
+// the replay cache is in PostgreSQL.
+func TestClusterSetupReplayAcrossNodes(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 2})
+	bob := c.user(t, 0)
+	dev := bob.Device()
+	_, setup, err := protocol.NewClientSession(protocol.ChannelDevice{User: dev.User, Device: dev.ID, AuthKey: dev.Auth}, c.key.Public(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test certificate names localhost, not 127.0.0.1; the setup is
+	// bound to the server key anyway.
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer hc.CloseIdleConnections()
+	post := func(n *node) int {
+		resp, err := hc.Post(n.ts.URL+"/v1/session", api.ContentFrame, bytes.NewReader(setup))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(c.nodes[0]); code != http.StatusOK {
+		t.Fatalf("setup on node A: %d", code)
+	}
+	if code := post(c.nodes[1]); code == http.StatusOK {
+		t.Fatal("node B accepted the setup node A had accepted: replayed across nodes")
+	}
+	if code := post(c.nodes[0]); code == http.StatusOK {
+		t.Fatal("node A accepted its own setup twice")
+	}
+}
+
+// The key-directory limit holds across nodes: a device spreading its
+// lookups over two nodes gets the burst once, not once per node.
+func TestClusterDirectoryLimitAcrossNodes(t *testing.T) {
+	const burst = 6
+	c := newCluster(t, clusterConfig{nodes: 2, server: func(i int, o *server.Options) {
+		o.DirectoryRate, o.DirectoryBurst = 0.001, burst
+	}})
+	ctx := context.Background()
+	alice := c.user(t, 0)
+	onB := c.on(t, alice, 1)
+	bob := c.user(t, 1)
+	conns := []*client.Conn{alice, onB}
+	for i := range burst {
+		if _, err := conns[i%2].Directory(ctx, bob.Device().User); err != nil {
+			t.Fatalf("lookup %d, on node %d: %v", i+1, i%2, err)
+		}
+	}
+	for i, conn := range conns {
+		if _, err := conn.Directory(ctx, bob.Device().User); !errors.Is(err, api.ErrRateLimited) {
+			t.Fatalf("lookup past the burst on node %d: %v, want rate limited", i, err)
+		}
+	}
+	// Another device has its own bucket.
+	if _, err := bob.Directory(ctx, alice.Device().User); err != nil {
+		t.Fatalf("another device's lookup: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net/netip"
 	"sync"
 	"time"
@@ -57,6 +58,33 @@ func (l *limiters) allowDevice(u protocol.UserID, d protocol.DeviceID, now time.
 
 func (l *limiters) allowDirectory(u protocol.UserID, d protocol.DeviceID, now time.Time) bool {
 	return take(&l.mu, l.directory, deviceKey{u, d}, l.opts.DirectoryRate, l.opts.DirectoryBurst, now)
+}
+
+// A SharedLimiter is a set of token buckets that every node of a cluster
+// shares (package postgres has one): Allow takes a token from the bucket
+// named key, which holds up to burst tokens and refills at perSecond, and
+// reports whether there was one.
+type SharedLimiter interface {
+	Allow(ctx context.Context, key []byte, perSecond float64, burst int, now time.Time) (bool, error)
+}
+
+// allowDirectoryShared applies the key-directory limit: in the shared
+// limiter when there is one, so that a device cannot multiply its lookups
+// by spreading them over the nodes; in this node's memory otherwise, and
+// when the shared limiter fails (the lookup itself needs the store, so it
+// will most likely fail too).
+func (s *Server) allowDirectoryShared(ctx context.Context, u protocol.UserID, d protocol.DeviceID, now time.Time) bool {
+	if s.opts.SharedLimiter == nil || s.opts.DirectoryRate == rate.Inf {
+		return s.limits.allowDirectory(u, d, now)
+	}
+	key := make([]byte, 0, 4+len(u)+len(d))
+	key = append(append(append(key, "dir/"...), u[:]...), d[:]...)
+	ok, err := s.opts.SharedLimiter.Allow(ctx, key, float64(s.opts.DirectoryRate), s.opts.DirectoryBurst, now)
+	if err != nil {
+		s.opts.Logger.Warn("shared rate limit unavailable; using this node's", "limit", "directory", "err", err)
+		return s.limits.allowDirectory(u, d, now)
+	}
+	return ok
 }
 
 // sweep drops buckets idle for long enough to have refilled.

@@ -59,6 +59,11 @@ type Options struct {
 	// device, so that the ID space cannot be walked (default 2/s, 30).
 	DirectoryRate  rate.Limit
 	DirectoryBurst int
+	// SharedLimiter, when set, holds the directory limit's buckets for
+	// every node of a cluster (the IP and device limits stay per node: see
+	// docs/OPERATIONS.md). If it also has DeleteExpired(ctx, now) (int,
+	// error), the sweeper calls it. Default: none, the limit is per node.
+	SharedLimiter SharedLimiter
 	// TrustedProxies: when a request comes from one of these networks
 	// (CIDR), the client IP is taken from X-Forwarded-For.
 	TrustedProxies []string
@@ -70,7 +75,8 @@ type Options struct {
 	// Registerer receives the server's Prometheus metrics. Default: none.
 	Registerer prometheus.Registerer
 	// ReplayCache remembers channel setups; it must be shared by every
-	// node of a cluster. Default: in memory.
+	// node of a cluster. If it has DeleteExpired(ctx, now) (int, error),
+	// the sweeper calls it. Default: in memory.
 	ReplayCache protocol.ReplayCache
 	// Bus connects this node to the others of a cluster, for live
 	// delivery to devices connected elsewhere and for wakes (see bus.go).

@@ -2,7 +2,14 @@ package server
 
 import (
 	"context"
+	"time"
 )
+
+// An expirer is shared state that the sweeper cleans (the PostgreSQL
+// replay cache and rate limiter).
+type expirer interface {
+	DeleteExpired(ctx context.Context, now time.Time) (int, error)
+}
 
 // Sweep deletes, physically, everything that has expired: queued
 // messages, blobs (metadata and files) and invites; then it lets the store
@@ -27,6 +34,13 @@ func (s *Server) Sweep(ctx context.Context) {
 		s.opts.Logger.Error("sweeper: invites", "err", err)
 	} else if n > 0 {
 		s.metrics.expired.WithLabelValues("invite").Add(float64(n))
+	}
+	for what, v := range map[string]any{"replay cache": s.opts.ReplayCache, "rate limits": s.opts.SharedLimiter} {
+		if e, ok := v.(expirer); ok {
+			if _, err := e.DeleteExpired(ctx, now); err != nil {
+				s.opts.Logger.Error("sweeper: "+what, "err", err)
+			}
+		}
 	}
 	if err := s.opts.Store.Vacuum(ctx); err != nil {
 		s.opts.Logger.Warn("sweeper: vacuum", "err", err)

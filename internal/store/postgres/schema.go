@@ -77,6 +77,22 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX blob_recipients_device ON blob_recipients (user_id, device_id)`,
 	},
+	// 2: state the nodes of a cluster share besides the store proper: the
+	// channel-setup replay cache and rate-limit buckets (see shared.go).
+	{
+		`CREATE TABLE setup_replay (
+			key     bytea PRIMARY KEY CHECK (length(key) = 16),
+			expires timestamptz NOT NULL
+		)`,
+		`CREATE INDEX setup_replay_expires ON setup_replay (expires)`,
+		`CREATE TABLE rate_buckets (
+			key     bytea PRIMARY KEY,
+			tokens  double precision NOT NULL,
+			updated timestamptz NOT NULL,
+			full_at timestamptz NOT NULL
+		)`,
+		`CREATE INDEX rate_buckets_full_at ON rate_buckets (full_at)`,
+	},
 }
 
 // SchemaVersion returns the schema version this code writes.
