@@ -67,6 +67,9 @@ type Config struct {
 	// the SQLite file in Data, an absolute path for a SQLite file
 	// elsewhere, or a postgres:// URL (see StoreIsPostgres).
 	Store string
+	// BlobDir is the directory of blob contents, as an absolute path, or ""
+	// for blobs/ in Data (see BlobPath).
+	BlobDir string
 	// Bus is the NATS URL (or comma-separated URLs) that carries live
 	// deliveries between the nodes of a cluster, or "" for a single node.
 	Bus string
@@ -111,6 +114,15 @@ type Config struct {
 	// Warnings are things worth telling the operator that do not stop the
 	// server, such as an unknown QRTALKD_ variable (a typo, probably).
 	Warnings []string
+}
+
+// BlobPath returns the directory of blob contents: BlobDir, or blobs/ in
+// the data directory.
+func (c *Config) BlobPath() string {
+	if c.BlobDir != "" {
+		return c.BlobDir
+	}
+	return filepath.Join(c.Data, "blobs")
 }
 
 // StoreIsPostgres reports whether Store names a PostgreSQL database.
@@ -169,7 +181,7 @@ func Options() []Option {
 			DefaultDoc: "$XDG_DATA_HOME/qrtalkd, or ~/.local/share/qrtalkd",
 			Example:    "/var/lib/qrtalkd",
 			Help: "Directory that holds the server key (server.key), the database (qrtalkd.db) " +
-				"and the encrypted blobs (blobs/). Created with mode 0700 on first start. " +
+				"and the encrypted blobs (blobs/, unless blob-dir says otherwise). Created with mode 0700 on first start. " +
 				"Back up server.key: clients pin its fingerprint.",
 			set: func(c *Config, v string) error {
 				if v == "" {
@@ -216,6 +228,29 @@ func Options() []Option {
 					v = abs
 				}
 				c.Store = v
+				return nil
+			},
+		},
+		{
+			Name: "blob-dir", Type: "DIR",
+			DefaultDoc: "blobs in the data directory",
+			Example:    "/mnt/qrtalk-blobs",
+			Help: "Directory of the encrypted attachments (blobs), one file each. In a cluster it must be " +
+				"one directory that every node mounts (NFS, for example): a blob uploaded through one node " +
+				"is downloaded through another. Created with mode 0700 if missing.",
+			set: func(c *Config, v string) error {
+				if v == "" {
+					c.BlobDir = ""
+					return nil
+				}
+				if strings.ContainsRune(v, 0) {
+					return errors.New("must not contain NUL")
+				}
+				abs, err := filepath.Abs(v)
+				if err != nil {
+					return err
+				}
+				c.BlobDir = abs
 				return nil
 			},
 		},

@@ -328,6 +328,18 @@ func TestScaleOut(t *testing.T) {
 	if c.StoreIsPostgres() || !filepath.IsAbs(c.Store) || filepath.Base(c.Store) != "other.db" {
 		t.Errorf("store path: %q", c.Store)
 	}
+	// Blobs: in the data directory by default; elsewhere (a shared mount)
+	// with blob-dir, made absolute.
+	if got := c.BlobPath(); got != filepath.Join("/d", "blobs") {
+		t.Errorf("default blob path: %q", got)
+	}
+	c, err = Load([]string{"--data", "/d", "--blob-dir", "shared/blobs"}, env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.BlobPath(); !filepath.IsAbs(got) || !strings.HasSuffix(got, filepath.Join("shared", "blobs")) {
+		t.Errorf("blob-dir: %q", got)
+	}
 	// A password never shows in an error.
 	for _, args := range [][]string{
 		{"--store", "postgres://u:hunter2@/q"},

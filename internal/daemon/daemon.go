@@ -21,7 +21,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -182,7 +181,7 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	d.srv, err = server.New(server.Options{
 		Store:           st,
 		Key:             d.key,
-		BlobDir:         filepath.Join(cfg.Data, BlobDir),
+		BlobDir:         cfg.BlobPath(),
 		Registration:    cfg.Registration,
 		MaxBlobSize:     cfg.MaxBlobSize,
 		SessionLifetime: cfg.SessionLifetime,

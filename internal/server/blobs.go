@@ -145,6 +145,12 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, err := os.Open(filepath.Join(s.opts.BlobDir, id.String()))
+	if errors.Is(err, os.ErrNotExist) {
+		// Deleted since the metadata was read: by another request or, in a
+		// cluster sharing the blob directory, by another node's sweeper.
+		writeError(w, api.ErrNotFound.With("no such blob, or it expired"))
+		return
+	}
 	if err != nil {
 		s.internalError(w, r, "opening blob", err)
 		return

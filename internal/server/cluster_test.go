@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -118,9 +119,10 @@ type node struct {
 }
 
 type cluster struct {
-	nodes  []*node
-	key    *protocol.PrivateKey
-	prefix string
+	nodes   []*node
+	key     *protocol.PrivateKey
+	prefix  string
+	blobDir string // shared by the nodes
 }
 
 type clusterConfig struct {
@@ -145,6 +147,8 @@ func newCluster(t testing.TB, cfg clusterConfig) *cluster {
 			natsURL = cfg.natsURL
 		}
 	}
+	// One blob directory for every node, as an NFS mount would be.
+	c.blobDir = filepath.Join(t.TempDir(), "blobs")
 	for i := range cfg.nodes {
 		var st store.Store
 		var err error
@@ -157,7 +161,7 @@ func newCluster(t testing.TB, cfg clusterConfig) *cluster {
 			t.Fatalf("node %d: opening the store: %v", i, err)
 		}
 		cs := &countingStore{Store: st}
-		opts := server.Options{Store: cs, Key: c.key, BlobDir: filepath.Join(t.TempDir(), "blobs"),
+		opts := server.Options{Store: cs, Key: c.key, BlobDir: c.blobDir,
 			AckTimeout: 2 * time.Second, BusRecheck: 100 * time.Millisecond,
 			IPRate: 10000, IPBurst: 10000, DeviceRate: 10000, DeviceBurst: 10000}
 		var b *natsbus.Bus
@@ -777,6 +781,66 @@ func TestClusterDirectoryLimitAcrossNodes(t *testing.T) {
 	// Another device has its own bucket.
 	if _, err := bob.Directory(ctx, alice.Device().User); err != nil {
 		t.Fatalf("another device's lookup: %v", err)
+	}
+}
+
+// Blobs on a directory the nodes share: uploaded through node A, fetched
+// through nodes B and C, deleted once both recipients have it; an expired
+// blob swept by two nodes at once is deleted once, without error.
+func TestClusterBlobsAcrossNodes(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 3})
+	ctx := context.Background()
+	alice, bob, carol := c.user(t, 0), c.user(t, 1), c.user(t, 2)
+	var enc bytes.Buffer
+	key := protocol.NewBlobKey()
+	w, err := protocol.EncryptBlob(&enc, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := bytes.Repeat([]byte("across nodes "), 10000)
+	w.Write(content)
+	w.Close()
+	sum := sha256.Sum256(enc.Bytes())
+	to := []api.Address{{User: bob.Device().User, Device: bob.Device().ID}, {User: carol.Device().User, Device: carol.Device().ID}}
+	up, err := alice.Upload(ctx, bytes.NewReader(enc.Bytes()), int64(enc.Len()), sum, time.Hour, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, conn := range []*client.Conn{bob, carol} {
+		rc, _, err := conn.Download(ctx, up.ID, sum)
+		if err != nil {
+			t.Fatalf("download through another node: %v", err)
+		}
+		plain, err := protocol.DecryptBlob(rc, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(plain)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, content) {
+			t.Fatalf("blob through another node: %v", err)
+		}
+	}
+	waitFor(t, "the fetched blob to be deleted", func() bool {
+		_, err := os.Stat(filepath.Join(c.blobDir, up.ID))
+		return errors.Is(err, os.ErrNotExist)
+	})
+
+	up, err = alice.Upload(ctx, bytes.NewReader(enc.Bytes()), int64(enc.Len()), sum, time.Second, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	var wg sync.WaitGroup
+	for _, n := range c.nodes {
+		wg.Go(func() { n.srv.Sweep(ctx) })
+	}
+	wg.Wait()
+	if _, err := os.Stat(filepath.Join(c.blobDir, up.ID)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the expired blob's file after the sweeps: %v", err)
+	}
+	if _, _, err := bob.Download(ctx, up.ID, sum); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("download of the swept blob: %v, want not found", err)
 	}
 }
 
