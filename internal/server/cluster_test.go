@@ -34,6 +34,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/qrtalk/qrtalk/client"
 	"github.com/qrtalk/qrtalk/internal/api"
@@ -477,7 +478,15 @@ func statusOf(t testing.TB, resp *api.SendResponse, to *client.Conn) string {
 // A device connected to node B receives at once, and without the message
 // touching the store, what was sent through node A.
 func TestClusterLiveAcrossNodes(t *testing.T) {
-	c := newCluster(t, clusterConfig{nodes: 3})
+	reg := prometheus.NewRegistry()
+	c := newCluster(t, clusterConfig{nodes: 3, server: func(i int, o *server.Options) {
+		if i == 0 {
+			o.Registerer = reg
+		}
+	}})
+	if v, ok := gauge(t, reg, "qrtalkd_bus_up"); !ok || v != 1 {
+		t.Fatalf("qrtalkd_bus_up with NATS connected: %v (present %v), want 1", v, ok)
+	}
 	alice := c.user(t, 0)
 	bob := c.user(t, 1)
 	r := receive(t, bob)
@@ -542,6 +551,33 @@ func TestClusterLiveAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the late acknowledgement to empty the queue", func() bool { return c.queueDepth(t) == 0 })
+}
+
+// gauge returns the value of the gauge name in reg, and whether it is there.
+func gauge(t testing.TB, reg *prometheus.Registry, name string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
+
+// Without a bus (a single node), there is no qrtalkd_bus_up.
+func TestBusUpAbsentOnSingleNode(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	newCluster(t, clusterConfig{single: true, server: func(i int, o *server.Options) { o.Registerer = reg }})
+	if _, ok := gauge(t, reg, "qrtalkd_queue_depth"); !ok {
+		t.Fatal("the registry has no qrtalkd_queue_depth: metrics not registered")
+	}
+	if v, ok := gauge(t, reg, "qrtalkd_bus_up"); ok {
+		t.Fatalf("qrtalkd_bus_up = %v on a node without a bus, want absent", v)
+	}
 }
 
 // A device with no live channel anywhere gets the message queued; it
@@ -854,7 +890,14 @@ func TestClusterBusUnreachable(t *testing.T) {
 	}
 	dead := "nats://" + ln.Addr().String()
 	ln.Close() // nothing listens there
-	c := newCluster(t, clusterConfig{nodes: 3, natsURL: dead})
+	regs := make([]*prometheus.Registry, 3)
+	c := newCluster(t, clusterConfig{nodes: 3, natsURL: dead, server: func(i int, o *server.Options) {
+		regs[i] = prometheus.NewRegistry()
+		o.Registerer = regs[i]
+	}})
+	if v, ok := gauge(t, regs[0], "qrtalkd_bus_up"); !ok || v != 0 {
+		t.Fatalf("qrtalkd_bus_up with NATS unreachable: %v (present %v), want 0", v, ok)
+	}
 	alice := c.user(t, 0)
 	bob := c.user(t, 1)
 	r := receive(t, bob)

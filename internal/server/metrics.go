@@ -66,5 +66,15 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		Name: "qrtalkd_sessions", Help: "Secure channel sessions held in memory.",
 	}, func() float64 { return float64(s.sessions.len()) })
 	reg.MustRegister(m.deliveries, m.acked, m.expired, m.sessionsCreated, m.liveChannels, m.rateLimited, m.requests, m.blobBytes, queueDepth, sessions)
+	if b := s.opts.Bus; b != nil {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "qrtalkd_bus_up", Help: "1 while this node is connected to the bus (NATS), 0 while it is not and messages for other nodes go through the queue.",
+		}, func() float64 {
+			if b.Ready() != nil {
+				return 0
+			}
+			return 1
+		}))
+	}
 	return m
 }
