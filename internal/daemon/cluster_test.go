@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -15,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/qrtalk/qrtalk/internal/config"
+	"github.com/qrtalk/qrtalk/internal/store/postgres"
 )
 
 // scaleOutEnv returns the DSN of a fresh PostgreSQL schema (dropped at the
@@ -98,6 +101,27 @@ func TestScaleOutNodes(t *testing.T) {
 	}
 	if n, err := d2.store.ActiveInvites(context.Background(), time.Now()); err != nil || n < 1 {
 		t.Fatalf("node 2 sees %d invites, %v", n, err)
+	}
+}
+
+// A node whose server key differs from the one the cluster's first node
+// recorded in the store refuses to start, saying what to copy.
+func TestScaleOutServerKeyMismatch(t *testing.T) {
+	dsn, natsURL := scaleOutEnv(t)
+	var rb [6]byte
+	rand.Read(rb[:])
+	prefix := "qrtalktest." + hex.EncodeToString(rb[:])
+	start(t, testConfig(t, t.TempDir(), "--store", dsn, "--bus", natsURL, "--bus-prefix", prefix), Options{GenerateKey: fixedKey(0)})
+	// Same key, other data directory: starts.
+	start(t, testConfig(t, t.TempDir(), "--store", dsn, "--bus", natsURL, "--bus-prefix", prefix), Options{GenerateKey: fixedKey(0)})
+	d, err := Start(context.Background(), testConfig(t, t.TempDir(), "--store", dsn, "--bus", natsURL, "--bus-prefix", prefix),
+		Options{GenerateKey: fixedKey(1), Logger: slog.New(slog.DiscardHandler)})
+	if err == nil {
+		d.Shutdown(context.Background())
+		t.Fatal("a node with another server key started")
+	}
+	if !errors.Is(err, postgres.ErrServerKeyMismatch) || !strings.Contains(config.Hint(err), "copy server.key") {
+		t.Fatalf("error: %v (hint %q)", err, config.Hint(err))
 	}
 }
 

@@ -156,6 +156,23 @@ func Start(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, er
 	}
 	d.store = st
 	cleanup = append(cleanup, func() { st.Close() })
+	if pg, ok := st.(*postgres.Store); ok {
+		// Every node of a cluster must have the same server key: clients
+		// pinned its fingerprint, and a node with another one would fail
+		// every one of them. The first node records it; others must match.
+		rec, err := pg.CheckServerKey(ctx, d.fp[:])
+		if errors.Is(err, postgres.ErrServerKeyMismatch) {
+			var want protocol.Fingerprint
+			copy(want[:], rec)
+			return nil, config.WithHint(fmt.Errorf("server key %s has fingerprint %s, but the cluster's nodes use %s: %w",
+				KeyPath(cfg.Data), d.fp, want, err),
+				"copy server.key from another node of the cluster into this node's data directory (mode 0600) and start again")
+		}
+		if err != nil {
+			return nil, config.WithHint(fmt.Errorf("checking the server key against the store: %w", err),
+				"check that PostgreSQL is up and reachable")
+		}
+	}
 
 	if cfg.Bus != "" {
 		name := "qrtalkd"

@@ -93,6 +93,15 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX rate_buckets_full_at ON rate_buckets (full_at)`,
 	},
+	// 3: the fingerprint of the server key the cluster's nodes share (see
+	// CheckServerKey). One row at most.
+	{
+		`CREATE TABLE server_key (
+			one         boolean PRIMARY KEY DEFAULT true CHECK (one),
+			fingerprint bytea NOT NULL,
+			recorded    timestamptz NOT NULL DEFAULT now()
+		)`,
+	},
 }
 
 // SchemaVersion returns the schema version this code writes.

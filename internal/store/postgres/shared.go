@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -166,4 +167,32 @@ func (l *Limiter) DeleteExpired(ctx context.Context, now time.Time) (int, error)
 		return 0, l.s.fail(ctx, "rate limit sweep", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// ErrServerKeyMismatch: the database was first used by nodes with another
+// server key.
+var ErrServerKeyMismatch = errors.New("this node's server key is not the one the cluster uses")
+
+// CheckServerKey records fingerprint as the cluster's server key if none
+// is recorded yet, and otherwise checks that it is the recorded one: every
+// node of a cluster must have the same key, or clients pinned to it fail on
+// the nodes that have another. It returns an error wrapping
+// ErrServerKeyMismatch, with the recorded fingerprint, when they differ.
+func (s *Store) CheckServerKey(ctx context.Context, fingerprint []byte) (recorded []byte, err error) {
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("postgres: server key: %w", err)
+	}
+	if len(fingerprint) == 0 {
+		return nil, fmt.Errorf("postgres: server key: empty fingerprint")
+	}
+	if _, err := s.pool.Exec(ctx, "INSERT INTO server_key (fingerprint) VALUES ($1) ON CONFLICT DO NOTHING", fingerprint); err != nil {
+		return nil, s.fail(ctx, "server key", err)
+	}
+	if err := s.pool.QueryRow(ctx, "SELECT fingerprint FROM server_key").Scan(&recorded); err != nil {
+		return nil, s.fail(ctx, "server key", err)
+	}
+	if !bytes.Equal(recorded, fingerprint) {
+		return recorded, fmt.Errorf("postgres: %w", ErrServerKeyMismatch)
+	}
+	return recorded, nil
 }

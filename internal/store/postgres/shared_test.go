@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -134,5 +136,25 @@ func TestLimiterShared(t *testing.T) {
 	}
 	if _, err := a.Allow(ctx, nil, rate, burst, now); err == nil {
 		t.Fatal("an empty key was accepted")
+	}
+}
+
+// The first node records its server key; a node with the same key starts,
+// one with another is refused.
+func TestCheckServerKey(t *testing.T) {
+	dsn := newSchema(t)
+	a, b := openDSN(t, dsn, Options{}), openDSN(t, dsn, Options{})
+	ctx := context.Background()
+	fp := bytes.Repeat([]byte{1}, 32)
+	if rec, err := a.CheckServerKey(ctx, fp); err != nil || !bytes.Equal(rec, fp) {
+		t.Fatalf("first node: %x, %v", rec, err)
+	}
+	if _, err := b.CheckServerKey(ctx, fp); err != nil {
+		t.Fatalf("a node with the same key: %v", err)
+	}
+	other := bytes.Repeat([]byte{2}, 32)
+	rec, err := b.CheckServerKey(ctx, other)
+	if !errors.Is(err, ErrServerKeyMismatch) || !bytes.Equal(rec, fp) {
+		t.Fatalf("a node with another key: %x, %v; want ErrServerKeyMismatch and the first key", rec, err)
 	}
 }
