@@ -1,0 +1,135 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary be the bench's children too: the bench
+// spawns its own executable, which under 'go test' is this binary.
+func TestMain(m *testing.M) {
+	if kind := os.Getenv(childEnv); kind != "" {
+		os.Exit(runChild(kind, os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// TestEveryScenarioTiny runs every scenario at a tiny size against a
+// spawned server and relay, so that the tool cannot rot.
+func TestEveryScenarioTiny(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a server and a relay; skipped with -short")
+	}
+	dir := t.TempDir()
+	jsonPath := filepath.Join(dir, "report.json")
+	args := []string{
+		"--devices", "10", "--duration", "1s", "--messages", "200", "--concurrency", "8",
+		"--store-messages", "200", "--store-devices", "5",
+		"--group", "10", "--group-messages", "20",
+		"--idle", "10", "--blobs", "1", "--blob-size", "1MiB",
+		"--profile-dir", dir,
+		"--json", jsonPath, "--markdown", filepath.Join(dir, "table.md"), "--quiet",
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errb bytes.Buffer
+	start := time.Now()
+	if code := run(ctx, args, &out, &errb); code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errb.String())
+	}
+	t.Logf("took %v\n%s", time.Since(start).Round(time.Millisecond), out.String())
+
+	b, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	// Every scenario, on qrtalkd and (where there is one) on the relay.
+	want := map[string]int{"a": 2, "b": 0, "c": 1, "d": 1, "e": 0, "f": 2}
+	got := map[string]map[string]int{}
+	for _, r := range rep.Results {
+		if got[r.Scenario] == nil {
+			got[r.Scenario] = map[string]int{}
+		}
+		got[r.Scenario][r.System]++
+		if r.Count <= 0 || r.Seconds <= 0 || r.Rate <= 0 {
+			t.Errorf("%s %s %s: nothing measured: %+v", r.Scenario, r.System, r.Case, r)
+		}
+		if r.Errors != 0 {
+			t.Errorf("%s %s %s: %d errors: %s", r.Scenario, r.System, r.Case, r.Errors, r.Notes)
+		}
+		if r.System == "qrtalkd" && r.ServerCPU <= 0 && r.PeakRSSMiB <= 0 {
+			t.Errorf("%s %s: no server measurement", r.Scenario, r.Case)
+		}
+	}
+	for scen, relays := range want {
+		if got[scen]["qrtalkd"] == 0 {
+			t.Errorf("scenario %s: no qrtalkd result", scen)
+		}
+		if got[scen]["relay"] != relays {
+			t.Errorf("scenario %s: %d relay results, want %d", scen, got[scen]["relay"], relays)
+		}
+	}
+	for _, r := range rep.Results {
+		if r.Scenario == "a" && r.System == "qrtalkd" && strings.Contains(r.Case, "full") && r.Ratio <= 0 {
+			t.Errorf("a: no qrtalkd/relay ratio: %+v", r)
+		}
+		if r.Scenario == "a" && r.P50 <= 0 {
+			t.Errorf("a: no latency: %+v", r)
+		}
+	}
+	if len(rep.Targets) == 0 {
+		t.Error("no targets judged")
+	}
+	if len(rep.Profiles) != 3 {
+		t.Errorf("profiles: %v, want CPU and two allocation profiles", rep.Profiles)
+	}
+	for _, s := range []string{"sealed", "test keys", "qrtalkd/relay"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("output does not mention %q", s)
+		}
+	}
+}
+
+func TestFlags(t *testing.T) {
+	var errb bytes.Buffer
+	for _, args := range [][]string{
+		{"--server", "https://example.org:8443", "--fingerprint", "x"},
+		{"--server", "https://10.0.0.1:8443", "--fingerprint", "x"},
+		{"--server", "http://127.0.0.1:8443", "--fingerprint", "x"},
+		{"--server", "https://127.0.0.1:8443"},
+		{"--scenario", "z"},
+		{"--devices", "0"},
+		{"--group", "3000"},
+		{"--idle", "50000"},
+		{"--storm", "tepid"},
+		{"--blob-size", "ten"},
+	} {
+		if _, err := parseFlags(args, &errb); err == nil {
+			t.Errorf("%q: accepted", args)
+		}
+	}
+	for _, args := range [][]string{
+		{"--server", "https://127.0.0.1:8443", "--fingerprint", "x"},
+		{"--server", "https://[::1]:8443", "--fingerprint", "x"},
+		{"--scenario", "e,live", "--blob-size", "512KiB"},
+	} {
+		s, err := parseFlags(args, &errb)
+		if err != nil {
+			t.Errorf("%q: %v", args, err)
+			continue
+		}
+		if args[0] == "--scenario" && (strings.Join(s.Scenarios, ",") != "e,a" || s.BlobSize != 512<<10) {
+			t.Errorf("%q: scenarios %v, blob size %d", args, s.Scenarios, s.BlobSize)
+		}
+	}
+}

@@ -1,0 +1,865 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	crand "crypto/rand"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/qrtalk/qrtalk/client"
+	"github.com/qrtalk/qrtalk/internal/api"
+	"github.com/qrtalk/qrtalk/protocol"
+)
+
+// ---- load shapes ----
+
+// closedLoop runs send on workers goroutines, each starting its next send
+// when the last one is answered, until dur has passed or max sends have
+// started.
+func closedLoop(ctx context.Context, workers int, dur time.Duration, max int, send func(seq uint64, start time.Time)) {
+	deadline := time.Now().Add(dur)
+	var seq atomic.Uint64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				i := seq.Add(1) - 1
+				if i >= uint64(max) {
+					return
+				}
+				send(i, time.Now())
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// openLoop starts sends at a fixed rate whatever the answers (open loop),
+// for dur or max sends. Each send's latency counts from its scheduled
+// time, so that a stall shows up in the latencies instead of slowing the
+// schedule. A send that would make more than maxInflight outstanding is
+// skipped and counted.
+func openLoop(ctx context.Context, rate float64, dur time.Duration, max, maxInflight int, send func(seq uint64, start time.Time)) (skipped int64) {
+	start := time.Now()
+	sem := make(chan struct{}, maxInflight)
+	var wg sync.WaitGroup
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for i := 0; i < max && ctx.Err() == nil; i++ {
+		at := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+		if at.Sub(start) >= dur {
+			break
+		}
+		if d := time.Until(at); d > 0 {
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			skipped++
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			send(uint64(i), at)
+		})
+	}
+	wg.Wait()
+	return skipped
+}
+
+// waitUntil polls cond until it holds or timeout passes.
+func waitUntil(cond func() bool, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	return true
+}
+
+func sizeName(n int) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// errNote keeps the first error of a run, for its notes.
+type errNote struct {
+	once sync.Once
+	err  error
+}
+
+func (e *errNote) set(err error) { e.once.Do(func() { e.err = err }) }
+
+func (e *errNote) String() string {
+	if e.err == nil {
+		return ""
+	}
+	return "first error: " + e.err.Error()
+}
+
+func joinNotes(notes ...string) string {
+	var out []string
+	for _, n := range notes {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, "; ")
+}
+
+// measure fills a result's server columns from a meter.
+func measure(r *Result, m *meter) {
+	cpu, peak := m.stop()
+	if r.Seconds > 0 {
+		r.Rate = r.Count / r.Seconds
+	}
+	r.ServerCPU = cpu
+	if r.Count > 0 {
+		r.CPUPerUnit = cpu / r.Count * 1e6
+	}
+	r.PeakRSSMiB = float64(peak) / (1 << 20)
+}
+
+func (b *bench) add(rs ...*Result) {
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		if r.Seconds > 0 && r.Rate == 0 {
+			r.Rate = r.Count / r.Seconds
+		}
+		b.rep.Results = append(b.rep.Results, *r)
+		lat := ""
+		if r.P50 > 0 {
+			lat = fmt.Sprintf(", p50 %s ms, p99 %s ms, p99.9 %s ms", fmtMs(r.P50), fmtMs(r.P99), fmtMs(r.P999))
+		}
+		b.logf("  %s %s %s: %s %s in %.1fs = %s %s/s%s, server CPU %.1fs, errors %d",
+			r.Scenario, r.System, r.Case, fmtNum(r.Count), r.Unit, r.Seconds, fmtNum(r.Rate), r.Unit, lat, r.ServerCPU, r.Errors)
+	}
+}
+
+// setSink makes f the receiver of acknowledged message IDs.
+func (b *bench) setSink(p *atomic.Pointer[func(protocol.MessageID)], f func(protocol.MessageID)) {
+	p.Store(&f)
+}
+
+func (b *bench) relayPID() int {
+	if b.relay == nil {
+		return 0
+	}
+	return b.relay.pid()
+}
+
+func ascending(v []int) []int {
+	v = slices.Clone(v)
+	slices.Sort(v)
+	return slices.Compact(v)
+}
+
+// ---- a: live delivery ----
+
+func (b *bench) scenarioLive(ctx context.Context) error {
+	sizes := ascending(b.s.LiveDevices)
+	largest := sizes[len(sizes)-1]
+	if err := b.ensurePool(ctx, max(largest, 2), true); err != nil {
+		return err
+	}
+	for _, n := range sizes {
+		b.logf("a: %d devices: opening live channels", n)
+		if err := b.connectLive(ctx, 0, n); err != nil {
+			return err
+		}
+		tmpls, err := b.pairTemplates(ctx, n)
+		if err != nil {
+			return err
+		}
+		if b.relay != nil {
+			if err := b.subscribeRelay(ctx, n); err != nil {
+				return fmt.Errorf("relay: %w", err)
+			}
+		}
+		name := fmt.Sprintf("live %s, %d dev", sizeName(b.s.MessageSize), n)
+		profile := b.s.ProfileDir != "" && b.pprof != "" && n == largest
+		full := b.liveRun(ctx, n, tmpls, 0, profile)
+		full.Case = name + ", full rate"
+		var rfull, rhalf *Result
+		if b.relay != nil {
+			rfull = b.relayLiveRun(ctx, n, tmpls[0], 0)
+			rfull.Case = full.Case
+			if rfull.Rate > 0 {
+				full.Ratio = full.Rate / rfull.Rate
+			}
+		}
+		b.add(full, rfull)
+		if full.Rate == 0 {
+			return fmt.Errorf("no message delivered at full rate (%s)", full.Notes)
+		}
+		half := b.liveRun(ctx, n, tmpls, full.Rate/2, false)
+		half.Case = name + ", half rate"
+		if b.relay != nil {
+			// The relay gets the same offered rate: latencies compare at
+			// equal load.
+			rhalf = b.relayLiveRun(ctx, n, tmpls[0], full.Rate/2)
+			rhalf.Case = half.Case + " (qrtalkd's)"
+		}
+		b.add(half, rhalf)
+	}
+	return nil
+}
+
+// liveRun measures qrtalkd's live delivery among pool[:n], device i
+// sending to device i+1: closed loop at rate 0, else open loop.
+func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64, profile bool) *Result {
+	tr := newTracker()
+	b.setSink(&b.sink, tr.ack)
+	defer b.sink.Store(nil)
+	var delivered, fallback, failed atomic.Int64
+	var first errNote
+	send := func(seq uint64, start time.Time) {
+		i := int(seq % uint64(n))
+		id := b.ids.next()
+		tr.put(id, start, 1)
+		resp, err := b.pool[i].conn.Send(ctx, stamp(tmpls[i], id))
+		switch {
+		case err != nil:
+			failed.Add(1)
+			tr.forget(id)
+			first.set(err)
+		case len(resp.Results) == 1 && resp.Results[0].Status == api.StatusDelivered:
+			delivered.Add(1)
+		default:
+			fallback.Add(1)
+		}
+	}
+	var prof chan error
+	if profile {
+		prof = make(chan error, 1)
+		secs := max(1, int(b.s.Duration.Seconds())-1)
+		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-before.pprof"))
+		go func() {
+			prof <- b.fetchProfile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs),
+				filepath.Join(b.s.ProfileDir, "server-cpu-live.pprof"))
+		}()
+	}
+	// Warm up (TLS connections, server caches), unmeasured.
+	closedLoop(ctx, b.s.Concurrency, b.s.Duration, min(b.s.Messages, 4*b.s.Concurrency), func(seq uint64, start time.Time) {
+		i := int(seq % uint64(n))
+		b.pool[i].conn.Send(ctx, stamp(tmpls[i], b.ids.next()))
+	})
+	waitUntil(func() bool { _, a := tr.counts(); return a >= int64(min(b.s.Messages, 4*b.s.Concurrency)) }, time.Second)
+	tr = newTracker()
+	b.setSink(&b.sink, tr.ack)
+	m := startMeter(b.srvPID)
+	t0 := time.Now()
+	var skipped int64
+	if rate == 0 {
+		closedLoop(ctx, b.s.Concurrency, b.s.Duration, b.s.Messages, send)
+	} else {
+		skipped = openLoop(ctx, rate, b.s.Duration, b.s.Messages, 8192, send)
+	}
+	elapsed := time.Since(t0)
+	r := &Result{Scenario: "a", System: "qrtalkd", Unit: "msg", Count: float64(delivered.Load()),
+		Seconds: elapsed.Seconds(), Offered: rate, Errors: failed.Load() + fallback.Load()}
+	measure(r, m)
+	// A send is answered once the server has the acknowledgement; the
+	// recipient's reader records it just after writing it.
+	waitUntil(func() bool { d, _ := tr.counts(); return d >= delivered.Load() }, 2*time.Second)
+	tr.lat.fill(r)
+	if prof != nil {
+		if err := <-prof; err != nil {
+			b.logf("profile: %v", err)
+		}
+		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-after.pprof"))
+	}
+	var notes []string
+	if rate == 0 {
+		notes = append(notes, fmt.Sprintf("closed loop, %d in flight", b.s.Concurrency))
+	} else {
+		notes = append(notes, fmt.Sprintf("open loop at %.0f/s", rate))
+	}
+	if f := fallback.Load(); f > 0 {
+		notes = append(notes, fmt.Sprintf("%d not acknowledged within the server's ack timeout, queued instead", f))
+	}
+	if skipped > 0 {
+		notes = append(notes, fmt.Sprintf("%d sends skipped (over 8192 in flight)", skipped))
+	}
+	r.Notes = joinNotes(append(notes, first.String())...)
+	return r
+}
+
+// relayLiveRun is liveRun on the bare relay: the same devices, pattern,
+// load and payload bytes (the sealed envelope).
+func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate float64) *Result {
+	tr := newTracker()
+	b.setSink(&b.rsink, tr.ack)
+	defer b.rsink.Store(nil)
+	var delivered, failed atomic.Int64
+	var first errNote
+	send := func(seq uint64, start time.Time) {
+		i := int(seq % uint64(n))
+		id := b.ids.next()
+		tr.put(id, start, 1)
+		if err := b.relayDevs[i].send(ctx, relayBody(id, []uint32{uint32((i + 1) % n)}, payload)); err != nil {
+			failed.Add(1)
+			tr.forget(id)
+			first.set(err)
+			return
+		}
+		delivered.Add(1)
+	}
+	closedLoop(ctx, b.s.Concurrency, b.s.Duration, min(b.s.Messages, 4*b.s.Concurrency), func(seq uint64, start time.Time) {
+		i := int(seq % uint64(n))
+		b.relayDevs[i].send(ctx, relayBody(b.ids.next(), []uint32{uint32((i + 1) % n)}, payload))
+	})
+	waitUntil(func() bool { _, a := tr.counts(); return a >= int64(min(b.s.Messages, 4*b.s.Concurrency)) }, time.Second)
+	tr = newTracker()
+	b.setSink(&b.rsink, tr.ack)
+	m := startMeter(b.relayPID())
+	t0 := time.Now()
+	if rate == 0 {
+		closedLoop(ctx, b.s.Concurrency, b.s.Duration, b.s.Messages, send)
+	} else {
+		openLoop(ctx, rate, b.s.Duration, b.s.Messages, 8192, send)
+	}
+	elapsed := time.Since(t0)
+	r := &Result{Scenario: "a", System: "relay", Unit: "msg", Count: float64(delivered.Load()),
+		Seconds: elapsed.Seconds(), Offered: rate, Errors: failed.Load()}
+	measure(r, m)
+	waitUntil(func() bool { d, _ := tr.counts(); return d >= delivered.Load() }, 2*time.Second)
+	tr.lat.fill(r)
+	r.Notes = first.String()
+	return r
+}
+
+// ---- c: group fan-out ----
+
+func (b *bench) scenarioGroup(ctx context.Context) error {
+	sizes := ascending(b.s.GroupSizes)
+	largest := sizes[len(sizes)-1]
+	if err := b.ensurePool(ctx, largest+1, true); err != nil {
+		return err
+	}
+	sender := b.pool[largest]
+	for _, g := range sizes {
+		b.logf("c: group of %d: opening live channels, sealing", g)
+		if err := b.connectLive(ctx, 0, g); err != nil {
+			return err
+		}
+		tmpl, err := b.seal(sender, b.pool[:g], b.s.MessageSize)
+		if err != nil {
+			return err
+		}
+		e, err := protocol.ParseEnvelope(tmpl)
+		if err != nil {
+			return err
+		}
+		perDevice := e.For(0)
+		r := b.groupRun(ctx, g, sender, tmpl)
+		r.Case = fmt.Sprintf("group of %d, %s", g, sizeName(b.s.MessageSize))
+		r.Extra = map[string]float64{"envelope_bytes": float64(len(tmpl)), "delivered_copy_bytes": float64(len(perDevice))}
+		var rr *Result
+		if b.relay != nil {
+			if err := b.subscribeRelay(ctx, g); err != nil {
+				return fmt.Errorf("relay: %w", err)
+			}
+			b.ensureRelayDevs(largest + 1)
+			rr = b.relayGroupRun(ctx, g, largest, perDevice)
+			rr.Case = r.Case
+			if rr.Rate > 0 {
+				r.Ratio = r.Rate / rr.Rate
+			}
+		}
+		b.add(r, rr)
+	}
+	return nil
+}
+
+// groupRun sends group messages one at a time; the latency of each is
+// until its last recipient acknowledged it, and the rate counts
+// deliveries (messages × recipients).
+func (b *bench) groupRun(ctx context.Context, g int, sender *device, tmpl []byte) *Result {
+	tr := newTracker()
+	b.setSink(&b.sink, tr.ack)
+	defer b.sink.Store(nil)
+	var delivered, fallback, failed, msgs atomic.Int64
+	var first errNote
+	send := func(seq uint64, start time.Time) {
+		id := b.ids.next()
+		tr.put(id, start, g)
+		resp, err := sender.conn.Send(ctx, stamp(tmpl, id))
+		if err != nil {
+			failed.Add(1)
+			tr.forget(id)
+			first.set(err)
+			return
+		}
+		msgs.Add(1)
+		for _, res := range resp.Results {
+			if res.Status == api.StatusDelivered {
+				delivered.Add(1)
+			} else {
+				fallback.Add(1)
+			}
+		}
+	}
+	m := startMeter(b.srvPID)
+	t0 := time.Now()
+	closedLoop(ctx, 1, b.s.Duration, b.s.GroupMessages, send)
+	elapsed := time.Since(t0)
+	r := &Result{Scenario: "c", System: "qrtalkd", Unit: "delivery", Count: float64(delivered.Load()),
+		Seconds: elapsed.Seconds(), Errors: failed.Load() + fallback.Load()}
+	measure(r, m)
+	waitUntil(func() bool { d, _ := tr.counts(); return d >= msgs.Load() }, 2*time.Second)
+	tr.lat.fill(r)
+	r.Notes = joinNotes(fmt.Sprintf("%d messages, one at a time; latency until the last recipient acknowledged", msgs.Load()),
+		nonzero(fallback.Load(), "copies not acknowledged in time, queued instead"), first.String())
+	return r
+}
+
+func nonzero(n int64, what string) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d %s", n, what)
+}
+
+func (b *bench) relayGroupRun(ctx context.Context, g, senderIdx int, payload []byte) *Result {
+	tr := newTracker()
+	b.setSink(&b.rsink, tr.ack)
+	defer b.rsink.Store(nil)
+	to := make([]uint32, g)
+	for i := range to {
+		to[i] = uint32(i)
+	}
+	var msgs, failed atomic.Int64
+	var first errNote
+	send := func(seq uint64, start time.Time) {
+		id := b.ids.next()
+		tr.put(id, start, g)
+		if err := b.relayDevs[senderIdx].send(ctx, relayBody(id, to, payload)); err != nil {
+			failed.Add(1)
+			tr.forget(id)
+			first.set(err)
+			return
+		}
+		msgs.Add(1)
+	}
+	m := startMeter(b.relayPID())
+	t0 := time.Now()
+	closedLoop(ctx, 1, b.s.Duration, b.s.GroupMessages, send)
+	elapsed := time.Since(t0)
+	r := &Result{Scenario: "c", System: "relay", Unit: "delivery", Count: float64(msgs.Load() * int64(g)),
+		Seconds: elapsed.Seconds(), Errors: failed.Load()}
+	measure(r, m)
+	waitUntil(func() bool { d, _ := tr.counts(); return d >= msgs.Load() }, 2*time.Second)
+	tr.lat.fill(r)
+	r.Notes = joinNotes(fmt.Sprintf("%d messages; each recipient gets the bytes qrtalkd delivers to one device", msgs.Load()), first.String())
+	return r
+}
+
+// ---- b: store-and-forward ----
+
+func (b *bench) scenarioStore(ctx context.Context) error {
+	d, n := b.s.StoreDevices, b.s.StoreMessages
+	b.closeAllLive() // every device offline
+	if err := b.ensurePool(ctx, d, true); err != nil {
+		return err
+	}
+	tmpls, err := b.pairTemplates(ctx, d)
+	if err != nil {
+		return err
+	}
+	b.logf("b: queueing %d messages for %d offline devices", n, d)
+	var lat latencies
+	var queued, other, failed atomic.Int64
+	var first errNote
+	send := func(seq uint64, start time.Time) {
+		i := int(seq % uint64(d))
+		resp, err := b.pool[i].conn.Send(ctx, stamp(tmpls[i], b.ids.next()))
+		switch {
+		case err != nil:
+			failed.Add(1)
+			first.set(err)
+			return
+		case len(resp.Results) == 1 && resp.Results[0].Status == api.StatusQueued:
+			queued.Add(1)
+		default:
+			other.Add(1)
+		}
+		lat.add(time.Since(start))
+	}
+	m := startMeter(b.srvPID)
+	t0 := time.Now()
+	closedLoop(ctx, b.s.Concurrency, b.s.Timeout, n, send)
+	ins := &Result{Scenario: "b", System: "qrtalkd", Case: fmt.Sprintf("queue for %d offline dev", d), Unit: "msg",
+		Count: float64(queued.Load()), Seconds: time.Since(t0).Seconds(), Errors: failed.Load() + other.Load()}
+	measure(ins, m)
+	lat.fill(ins)
+	ins.Notes = joinNotes(fmt.Sprintf("closed loop, %d in flight; latency = send until the server answers 'queued' (on disk)", b.s.Concurrency),
+		nonzero(other.Load(), "not answered 'queued'"), first.String())
+	b.add(ins)
+
+	b.logf("b: %d devices connect and drain", d)
+	var got atomic.Int64
+	b.setSink(&b.sink, func(protocol.MessageID) { got.Add(1) })
+	defer b.sink.Store(nil)
+	want := queued.Load()
+	m = startMeter(b.srvPID)
+	t0 = time.Now()
+	err = parallel(ctx, d, 64, func(i int) error { return b.openLive(ctx, b.pool[i], false) })
+	ok := err == nil && waitUntil(func() bool { return got.Load() >= want || ctx.Err() != nil },
+		max(60*time.Second, time.Duration(want)*time.Millisecond))
+	dr := &Result{Scenario: "b", System: "qrtalkd", Case: fmt.Sprintf("drain on connect, %d dev", d), Unit: "msg",
+		Count: float64(got.Load()), Seconds: time.Since(t0).Seconds()}
+	measure(dr, m)
+	dr.Notes = "from opening the live channels until every queued message was pushed and acknowledged (one acknowledgement per message, as the SDK does)"
+	if !ok {
+		dr.Errors = want - got.Load()
+		dr.Notes = joinNotes(dr.Notes, fmt.Sprintf("stopped waiting: %d of %d arrived", got.Load(), want), fmt.Sprint(err))
+	}
+	b.add(dr)
+	b.closeAllLive()
+	return err
+}
+
+// ---- f: media ----
+
+func (b *bench) scenarioMedia(ctx context.Context) error {
+	if err := b.ensurePool(ctx, 2, true); err != nil {
+		return err
+	}
+	from, to := b.pool[0], b.pool[1]
+	data := make([]byte, b.s.BlobSize)
+	crand.Read(data) // an encrypted blob looks like this
+	sum := sha256.Sum256(data)
+	mb := float64(b.s.BlobSize) / 1e6
+	b.logf("f: %d blobs of %s up and down", b.s.Blobs, sizeName(int(b.s.BlobSize)))
+
+	var upLat, downLat latencies
+	var ids []string
+	var first errNote
+	var failed int64
+	m := startMeter(b.srvPID)
+	t0 := time.Now()
+	for range b.s.Blobs {
+		t := time.Now()
+		resp, err := from.conn.Upload(ctx, bytes.NewReader(data), b.s.BlobSize, sum, time.Hour,
+			[]api.Address{{User: to.dev.User, Device: to.dev.ID}})
+		if err != nil {
+			failed++
+			first.set(err)
+			continue
+		}
+		upLat.add(time.Since(t))
+		ids = append(ids, resp.ID)
+	}
+	up := &Result{Scenario: "f", System: "qrtalkd", Case: "upload " + sizeName(int(b.s.BlobSize)), Unit: "MB",
+		Count: mb * float64(len(ids)), Seconds: time.Since(t0).Seconds(), Errors: failed}
+	measure(up, m)
+	upLat.fill(up)
+	up.Notes = joinNotes("one at a time; MB = 10^6 bytes; latency per blob", first.String())
+
+	var down Result
+	first = errNote{}
+	failed = 0
+	n := 0
+	m = startMeter(b.srvPID)
+	t0 = time.Now()
+	for _, id := range ids {
+		t := time.Now()
+		rc, _, err := to.conn.Download(ctx, id, sum)
+		if err == nil {
+			_, err = io.Copy(io.Discard, rc) // checks the SHA-256 at the end
+			rc.Close()
+		}
+		if err != nil {
+			failed++
+			first.set(err)
+			continue
+		}
+		n++
+		downLat.add(time.Since(t))
+	}
+	down = Result{Scenario: "f", System: "qrtalkd", Case: "download " + sizeName(int(b.s.BlobSize)), Unit: "MB",
+		Count: mb * float64(n), Seconds: time.Since(t0).Seconds(), Errors: failed}
+	measure(&down, m)
+	downLat.fill(&down)
+	down.Notes = joinNotes("one at a time; SHA-256 checked by the SDK", first.String())
+
+	var rup, rdown *Result
+	if b.relay != nil {
+		b.ensureRelayDevs(2)
+		rup, rdown = b.relayMedia(ctx, data, sum)
+		if rup.Rate > 0 {
+			up.Ratio = up.Count / up.Seconds / rup.Rate
+		}
+		if rdown.Rate > 0 {
+			down.Ratio = down.Count / down.Seconds / rdown.Rate
+		}
+	}
+	b.add(up, rup, &down, rdown)
+	return nil
+}
+
+func (b *bench) relayMedia(ctx context.Context, data []byte, sum [32]byte) (up, down *Result) {
+	from, to := b.relayDevs[0], b.relayDevs[1]
+	mb := float64(len(data)) / 1e6
+	var upLat, downLat latencies
+	var ids []string
+	var first errNote
+	var failed int64
+	m := startMeter(b.relayPID())
+	t0 := time.Now()
+	for range b.s.Blobs {
+		t := time.Now()
+		id, err := from.upload(ctx, bytes.NewReader(data), int64(len(data)), sum)
+		if err != nil {
+			failed++
+			first.set(err)
+			continue
+		}
+		upLat.add(time.Since(t))
+		ids = append(ids, id)
+	}
+	up = &Result{Scenario: "f", System: "relay", Case: "upload " + sizeName(len(data)), Unit: "MB",
+		Count: mb * float64(len(ids)), Seconds: time.Since(t0).Seconds(), Errors: failed, Notes: first.String()}
+	measure(up, m)
+	upLat.fill(up)
+	first = errNote{}
+	failed = 0
+	n := 0
+	m = startMeter(b.relayPID())
+	t0 = time.Now()
+	for _, id := range ids {
+		t := time.Now()
+		if _, err := to.download(ctx, id); err != nil {
+			failed++
+			first.set(err)
+			continue
+		}
+		n++
+		downLat.add(time.Since(t))
+	}
+	down = &Result{Scenario: "f", System: "relay", Case: "download " + sizeName(len(data)), Unit: "MB",
+		Count: mb * float64(n), Seconds: time.Since(t0).Seconds(), Errors: failed, Notes: first.String()}
+	measure(down, m)
+	downLat.fill(down)
+	return up, down
+}
+
+// ---- d: idle live channels ----
+
+func (b *bench) scenarioIdle(ctx context.Context) error {
+	k := b.s.Idle
+	b.closeAllLive()
+	for _, d := range b.relayDevs {
+		d.unsubscribe()
+	}
+	if err := b.ensurePool(ctx, k, false); err != nil {
+		return err
+	}
+	for _, d := range b.pool {
+		d.tr.CloseIdleConnections()
+	}
+	time.Sleep(time.Second)
+	before, _ := readProc(b.srvPID)
+	b.logf("d: opening %d live channels", k)
+	m := startMeter(b.srvPID)
+	t0 := time.Now()
+	half := k / 2
+	if err := b.connectLive(ctx, 0, half); err != nil {
+		return err
+	}
+	mid, _ := readProc(b.srvPID)
+	if err := b.connectLive(ctx, half, k); err != nil {
+		return err
+	}
+	r := &Result{Scenario: "d", System: "qrtalkd", Case: fmt.Sprintf("%d idle live channels", k), Unit: "conn",
+		Count: float64(k), Seconds: time.Since(t0).Seconds()}
+	measure(r, m)
+	// Each device keeps its WebSocket only, as an idle phone would.
+	for _, d := range b.pool[:k] {
+		d.tr.CloseIdleConnections()
+	}
+	time.Sleep(2 * time.Second)
+	after, _ := readProc(b.srvPID)
+	r.Extra = map[string]float64{
+		"rss_before_mib":               float64(before.RSS) / (1 << 20),
+		"rss_after_mib":                float64(after.RSS) / (1 << 20),
+		"rss_per_conn_kib":             float64(after.RSS-before.RSS) / float64(k) / 1024,
+		"rss_per_conn_second_half_kib": float64(after.RSS-mid.RSS) / float64(k-half) / 1024,
+		"bench_open_files":             float64(openFiles()),
+	}
+	if g := b.goroutines(ctx); g > 0 {
+		r.Extra["server_goroutines"] = float64(g)
+	}
+	r.Notes = "time, rate and CPU are those of opening the channels (with a secure-channel session setup for devices that had none); RSS per channel = (server RSS with them open and idle - before) / count"
+	var rr *Result
+	if b.relay != nil {
+		var err error
+		if rr, err = b.relayIdle(ctx, k); err != nil {
+			return err
+		}
+		if pr := rr.Extra["rss_per_conn_kib"]; pr > 0 {
+			r.Ratio = r.Extra["rss_per_conn_kib"] / pr
+		}
+	}
+	b.add(r, rr)
+	return nil
+}
+
+func (b *bench) relayIdle(ctx context.Context, k int) (*Result, error) {
+	b.logf("d: opening %d relay subscriptions", k)
+	pid := b.relayPID()
+	for _, d := range b.relayDevs {
+		d.unsubscribe()
+	}
+	time.Sleep(time.Second)
+	before, _ := readProc(pid)
+	m := startMeter(pid)
+	t0 := time.Now()
+	if err := b.subscribeRelay(ctx, k); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	r := &Result{Scenario: "d", System: "relay", Case: fmt.Sprintf("%d idle subscriptions", k), Unit: "conn",
+		Count: float64(k), Seconds: time.Since(t0).Seconds()}
+	measure(r, m)
+	for _, d := range b.relayDevs[:k] {
+		d.tr.CloseIdleConnections()
+	}
+	time.Sleep(2 * time.Second)
+	after, _ := readProc(pid)
+	r.Extra = map[string]float64{
+		"rss_before_mib":   float64(before.RSS) / (1 << 20),
+		"rss_after_mib":    float64(after.RSS) / (1 << 20),
+		"rss_per_conn_kib": float64(after.RSS-before.RSS) / float64(k) / 1024,
+	}
+	r.Notes = "the relay's RSS per idle WebSocket (qrtalkd/relay column of the qrtalkd row: RSS ratio)"
+	for _, d := range b.relayDevs {
+		d.unsubscribe()
+	}
+	return r, nil
+}
+
+// goroutines reads the server child's goroutine count from pprof.
+func (b *bench) goroutines(ctx context.Context) int {
+	if b.pprof == "" {
+		return 0
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.pprof+"/debug/pprof/goroutine?debug=1", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var n int
+	fmt.Fscanf(resp.Body, "goroutine profile: total %d", &n)
+	return n
+}
+
+func openFiles() int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return 0
+	}
+	return len(ents)
+}
+
+// ---- e: reconnect storm ----
+
+func (b *bench) scenarioStorm(ctx context.Context) error {
+	k := b.s.Idle
+	if err := b.ensurePool(ctx, k, false); err != nil {
+		return err
+	}
+	if err := b.connectLive(ctx, 0, k); err != nil {
+		return err
+	}
+	for _, kind := range b.s.Storm {
+		b.logf("e: %s storm: dropping %d live channels", kind, k)
+		parallel(ctx, k, 512, func(i int) error { b.closeLive(b.pool[i]); return nil })
+		for _, d := range b.pool[:k] {
+			d.tr.CloseIdleConnections()
+		}
+		time.Sleep(time.Second)
+		b.logf("e: %s storm: %d devices reconnect at once", kind, k)
+		var lat latencies
+		var failed, retries atomic.Int64
+		var first errNote
+		m := startMeter(b.srvPID)
+		t0 := time.Now()
+		var wg sync.WaitGroup
+		for _, d := range b.pool[:k] {
+			wg.Go(func() {
+				for attempt := 0; attempt < 6 && ctx.Err() == nil; attempt++ {
+					if attempt > 0 {
+						retries.Add(1)
+						backoff := min(250*time.Millisecond<<(attempt-1), 4*time.Second)
+						time.Sleep(backoff + rand.N(250*time.Millisecond))
+					}
+					if kind == "cold" && attempt == 0 {
+						// A restarted client: a new Conn, so a new
+						// secure-channel session (RSA) and new TLS.
+						tr := b.newTransport()
+						conn, err := client.Dial(ctx, b.deviceOptions(tr), d.dev)
+						if err != nil {
+							first.set(err)
+							continue
+						}
+						d.tr, d.conn = tr, conn
+					}
+					if err := b.openLive(ctx, d, true); err != nil {
+						first.set(err)
+						continue
+					}
+					lat.add(time.Since(t0))
+					return
+				}
+				failed.Add(1)
+			})
+		}
+		wg.Wait()
+		r := &Result{Scenario: "e", System: "qrtalkd", Case: fmt.Sprintf("reconnect storm, %d dev, %s", k, kind), Unit: "conn",
+			Count: float64(int64(k) - failed.Load()), Seconds: time.Since(t0).Seconds(), Errors: failed.Load()}
+		measure(r, m)
+		lat.fill(r)
+		what := "warm: each SDK Conn keeps its secure-channel session; a new TLS connection (full handshake) and live channel"
+		if kind == "cold" {
+			what = "cold: a new Conn per device (as after a client restart): GET /v1/info, new secure-channel session (RSA), new TLS, live channel"
+		}
+		r.Notes = joinNotes(what, "secs = until the last device was back; latencies = each device's time to be back",
+			nonzero(retries.Load(), "retries (backoff 250 ms doubling)"), first.String())
+		r.Extra = map[string]float64{"retries": float64(retries.Load())}
+		b.add(r)
+	}
+	b.closeAllLive()
+	return nil
+}
