@@ -132,6 +132,7 @@ type clusterConfig struct {
 	natsURL  string // default: QRTALK_TEST_NATS
 	server   func(i int, o *server.Options)
 	natsOpts func(i int, o *natsbus.Options)
+	dsn      func(dsn string) string // rewrites the nodes' PostgreSQL DSN (a proxy in between)
 }
 
 // newCluster starts cfg.nodes nodes sharing a fresh PostgreSQL schema and
@@ -156,7 +157,11 @@ func newCluster(t testing.TB, cfg clusterConfig) *cluster {
 		if cfg.single {
 			st, err = sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "qrtalkd.db"), sqlite.Options{})
 		} else {
-			st, err = postgres.Open(context.Background(), dsn, postgres.Options{})
+			d := dsn
+			if cfg.dsn != nil {
+				d = cfg.dsn(dsn)
+			}
+			st, err = postgres.Open(context.Background(), d, postgres.Options{})
 		}
 		if err != nil {
 			t.Fatalf("node %d: opening the store: %v", i, err)

@@ -79,7 +79,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	dev, err := s.opts.Store.Device(r.Context(), setup.User, setup.Device)
 	if err != nil || dev.IsRevoked() {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.internalError(w, r, "looking up device", err)
+			writeError(w, s.storeError("looking up device", err))
 			return
 		}
 		writeError(w, api.ErrDeviceUnknown)
