@@ -825,6 +825,34 @@ func TestClusterDirectoryLimitAcrossNodes(t *testing.T) {
 	}
 }
 
+// The per-device request limit holds across nodes too: requests spread
+// over two nodes draw on one bucket.
+func TestClusterDeviceLimitAcrossNodes(t *testing.T) {
+	const burst = 8
+	c := newCluster(t, clusterConfig{nodes: 2, server: func(i int, o *server.Options) {
+		o.DeviceRate, o.DeviceBurst = 0.001, burst
+	}})
+	ctx := context.Background()
+	alice := c.user(t, 0) // registering and dialing are not device requests
+	onB := c.on(t, alice, 1)
+	conns := []*client.Conn{alice, onB}
+	ok, limited := 0, 0
+	for i := range 2 * burst {
+		_, err := conns[i%2].Inbox(ctx, 1, 0)
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, api.ErrRateLimited):
+			limited++
+		default:
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if ok != burst || limited != burst {
+		t.Fatalf("%d requests allowed and %d limited over two nodes, want %d and %d", ok, limited, burst, burst)
+	}
+}
+
 // Blobs on a directory the nodes share: uploaded through node A, fetched
 // through nodes B and C, deleted once both recipients have it; an expired
 // blob swept by two nodes at once is deleted once, without error.

@@ -68,23 +68,45 @@ type SharedLimiter interface {
 	Allow(ctx context.Context, key []byte, perSecond float64, burst int, now time.Time) (bool, error)
 }
 
-// allowDirectoryShared applies the key-directory limit: in the shared
-// limiter when there is one, so that a device cannot multiply its lookups
-// by spreading them over the nodes; in this node's memory otherwise, and
-// when the shared limiter fails (the lookup itself needs the store, so it
-// will most likely fail too).
-func (s *Server) allowDirectoryShared(ctx context.Context, u protocol.UserID, d protocol.DeviceID, now time.Time) bool {
-	if s.opts.SharedLimiter == nil || s.opts.DirectoryRate == rate.Inf {
-		return s.limits.allowDirectory(u, d, now)
+// The limits of a cluster are held in the SharedLimiter when there is one,
+// so that a client cannot multiply its rate by spreading its requests over
+// the nodes (a token bucket per key in the shared store: one small write
+// per request); in this node's memory otherwise, and when the shared
+// limiter fails (the request itself needs the store, so it will most
+// likely fail too, with a clear 503).
+func (s *Server) allowShared(ctx context.Context, limit string, key []byte, r rate.Limit, burst int, local func() bool) bool {
+	if s.opts.SharedLimiter == nil || r == rate.Inf {
+		return local()
 	}
-	key := make([]byte, 0, 4+len(u)+len(d))
-	key = append(append(append(key, "dir/"...), u[:]...), d[:]...)
-	ok, err := s.opts.SharedLimiter.Allow(ctx, key, float64(s.opts.DirectoryRate), s.opts.DirectoryBurst, now)
+	ok, err := s.opts.SharedLimiter.Allow(ctx, append([]byte(limit+"/"), key...), float64(r), burst, s.opts.Now())
 	if err != nil {
-		s.opts.Logger.Warn("shared rate limit unavailable; using this node's", "limit", "directory", "err", err)
-		return s.limits.allowDirectory(u, d, now)
+		s.opts.Logger.Warn("shared rate limit unavailable; using this node's", "limit", limit, "err", err)
+		return local()
 	}
 	return ok
+}
+
+func deviceBucket(u protocol.UserID, d protocol.DeviceID) []byte {
+	return append(append(make([]byte, 0, len(u)+len(d)), u[:]...), d[:]...)
+}
+
+// allowDirectoryShared applies the key-directory limit.
+func (s *Server) allowDirectoryShared(ctx context.Context, u protocol.UserID, d protocol.DeviceID, now time.Time) bool {
+	return s.allowShared(ctx, "dir", deviceBucket(u, d), s.opts.DirectoryRate, s.opts.DirectoryBurst,
+		func() bool { return s.limits.allowDirectory(u, d, now) })
+}
+
+// allowDeviceShared applies the per-device request limit.
+func (s *Server) allowDeviceShared(ctx context.Context, u protocol.UserID, d protocol.DeviceID, now time.Time) bool {
+	return s.allowShared(ctx, "dev", deviceBucket(u, d), s.opts.DeviceRate, s.opts.DeviceBurst,
+		func() bool { return s.limits.allowDevice(u, d, now) })
+}
+
+// allowIPShared applies the per-IP request limit.
+func (s *Server) allowIPShared(ctx context.Context, ip netip.Addr, now time.Time) bool {
+	a := ip.As16()
+	return s.allowShared(ctx, "ip", a[:], s.opts.IPRate, s.opts.IPBurst,
+		func() bool { return s.limits.allowIP(ip, now) })
 }
 
 // sweep drops buckets idle for long enough to have refilled.

@@ -69,7 +69,7 @@ func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ip := s.clientIP(r)
-		if !s.limits.allowIP(ip, start) {
+		if !s.allowIPShared(r.Context(), ip, start) {
 			s.metrics.rateLimited.WithLabelValues("ip").Inc()
 			writeError(w, api.ErrRateLimited)
 			return

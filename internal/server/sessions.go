@@ -183,7 +183,7 @@ func (s *Server) openFrame(r *http.Request, frame []byte) (*authRequest, *api.Er
 			return nil, api.ErrFrame
 		}
 	}
-	if !s.limits.allowDevice(sess.User, sess.Device, now) {
+	if !s.allowDeviceShared(r.Context(), sess.User, sess.Device, now) {
 		s.metrics.rateLimited.WithLabelValues("device").Inc()
 		return nil, api.ErrRateLimited
 	}
