@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -145,7 +146,7 @@ func (b *bench) start(ctx context.Context) error {
 			return err
 		}
 		b.opts.ServerFP = fp
-		what := "qrtalkd daemon (daemon.Start, as 'qrtalkd serve') in a child process of the bench, with a pprof listener"
+		what := "qrtalkd daemon (daemon.Start, as 'qrtalkd serve', with a pprof listener beside it) in a child process of the bench"
 		if s.Qrtalkd != "" {
 			what = "qrtalkd binary " + s.Qrtalkd + " in a child process"
 		}
@@ -481,11 +482,16 @@ func (b *bench) ensureRelayDevs(n int) {
 	}
 }
 
-// subscribeRelay subscribes relay devices [0, n).
+// subscribeRelay subscribes relay devices [0, n), and has each open a
+// connection for its sends, as qrtalkd's devices have one from setting up
+// their session.
 func (b *bench) subscribeRelay(ctx context.Context, n int) error {
 	b.ensureRelayDevs(n)
 	return parallel(ctx, n, 32, func(i int) error {
 		d := b.relayDevs[i]
+		if err := d.ping(ctx); err != nil {
+			return err
+		}
 		if d.ws != nil {
 			return nil
 		}
@@ -526,6 +532,48 @@ func parallel(ctx context.Context, n, workers int, f func(i int) error) error {
 		return ctx.Err()
 	}
 	return first
+}
+
+// startCPUProfile starts a CPU profile of the server child, written to
+// ProfileDir/server-cpu-NAME.pprof; the returned function stops it. It
+// does nothing without --profile-dir or a bench server child.
+func (b *bench) startCPUProfile(ctx context.Context, name string) (stop func()) {
+	if b.s.ProfileDir == "" || b.pprof == "" {
+		return func() {}
+	}
+	file, err := filepath.Abs(filepath.Join(b.s.ProfileDir, "server-cpu-"+name+".pprof"))
+	if err == nil {
+		err = b.pprofPost(ctx, "/bench/cpu/start", url.Values{"file": {file}})
+	}
+	if err != nil {
+		b.logf("profile %s: %v", name, err)
+		return func() {}
+	}
+	return func() {
+		if err := b.pprofPost(ctx, "/bench/cpu/stop", nil); err != nil {
+			b.logf("profile %s: %v", name, err)
+			return
+		}
+		b.rep.Profiles = append(b.rep.Profiles, file)
+	}
+}
+
+func (b *bench) pprofPost(ctx context.Context, path string, q url.Values) error {
+	u := url.URL{Scheme: "http", Host: b.pprof, Path: path, RawQuery: q.Encode()}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s %s", path, resp.Status, msg)
+	}
+	return nil
 }
 
 // fetchProfile saves a pprof profile of the server child.

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -108,6 +109,28 @@ func serverChild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Besides net/http/pprof's handlers: a CPU profile that the bench
+	// starts and stops around one phase of a run, written to a file.
+	http.HandleFunc("POST /bench/cpu/start", func(w http.ResponseWriter, r *http.Request) {
+		f, err := os.Create(r.URL.Query().Get("file"))
+		if err == nil {
+			if err = pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+			} else {
+				cpuFile = f
+			}
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
+	http.HandleFunc("POST /bench/cpu/stop", func(w http.ResponseWriter, r *http.Request) {
+		pprof.StopCPUProfile()
+		if cpuFile != nil {
+			cpuFile.Close()
+			cpuFile = nil
+		}
+	})
 	psrv := &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
 	go psrv.Serve(pln)
 	hello(childHello{URL: d.URL(), Fingerprint: d.Fingerprint().String(), Pprof: pln.Addr().String()})
@@ -121,6 +144,10 @@ func serverChild(ctx context.Context, args []string) error {
 	d.Shutdown(sctx)
 	return d.Wait()
 }
+
+// cpuFile is the file of the CPU profile being taken, if any (the bench
+// starts and stops profiles one at a time).
+var cpuFile *os.File
 
 func hello(h childHello) {
 	b, _ := json.Marshal(h)

@@ -16,6 +16,7 @@ package main
 //	                 X-Sha256 header, synced, renamed, as qrtalkd does);
 //	                 answers the blob's ID.
 //	GET  /blob/ID    streams the blob and deletes it.
+//	GET  /ping       answers "pong" (the bench opens connections with it).
 //
 // It lives in the bench, not in the product.
 
@@ -68,6 +69,7 @@ type relaySub struct {
 
 func (r *relayServer) handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "pong") })
 	mux.HandleFunc("GET /sub", r.handleSub)
 	mux.HandleFunc("POST /send", r.handleSend)
 	mux.HandleFunc("POST /blob", r.handleUpload)
@@ -388,6 +390,20 @@ func (d *relayDevice) unsubscribe() {
 		d.ws = nil
 	}
 	d.tr.CloseIdleConnections()
+}
+
+// ping makes a request, so that the device has a connection open.
+func (d *relayDevice) ping(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url+"/ping", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	return resp.Body.Close()
 }
 
 // relayBody builds a /send body: id, recipients, payload.

@@ -26,23 +26,34 @@ import (
 
 // closedLoop runs send on workers goroutines, each starting its next send
 // when the last one is answered, until dur has passed or max sends have
-// started.
-func closedLoop(ctx context.Context, workers int, dur time.Duration, max int, send func(seq uint64, start time.Time)) {
+// started. Each worker sends from devices of its own among n (w, w+workers,
+// w+2×workers...), in turn, so that a device has one request in flight at
+// a time and keeps one connection, as a real one would.
+func closedLoop(ctx context.Context, workers, n int, dur time.Duration, max int, send func(dev int, start time.Time)) {
 	deadline := time.Now().Add(dur)
 	var seq atomic.Uint64
 	var wg sync.WaitGroup
-	for range workers {
+	for w := range workers {
 		wg.Go(func() {
-			for ctx.Err() == nil && time.Now().Before(deadline) {
-				i := seq.Add(1) - 1
-				if i >= uint64(max) {
+			for k := 0; ctx.Err() == nil && time.Now().Before(deadline); k++ {
+				if seq.Add(1) > uint64(max) {
 					return
 				}
-				send(i, time.Now())
+				send(ownDevice(w, workers, n, k), time.Now())
 			}
 		})
 	}
 	wg.Wait()
+}
+
+// ownDevice returns the k-th device worker w of workers sends from, among
+// n: w, w+workers, w+2×workers... below n, in turn. Workers beyond n share.
+func ownDevice(w, workers, n, k int) int {
+	if w >= n {
+		return w % n
+	}
+	owned := (n - w + workers - 1) / workers
+	return w + workers*(k%owned)
 }
 
 // openLoop starts sends at a fixed rate whatever the answers (open loop),
@@ -50,7 +61,7 @@ func closedLoop(ctx context.Context, workers int, dur time.Duration, max int, se
 // time, so that a stall shows up in the latencies instead of slowing the
 // schedule. A send that would make more than maxInflight outstanding is
 // skipped and counted.
-func openLoop(ctx context.Context, rate float64, dur time.Duration, max, maxInflight int, send func(seq uint64, start time.Time)) (skipped int64) {
+func openLoop(ctx context.Context, rate float64, n int, dur time.Duration, max, maxInflight int, send func(dev int, start time.Time)) (skipped int64) {
 	start := time.Now()
 	sem := make(chan struct{}, maxInflight)
 	var wg sync.WaitGroup
@@ -78,7 +89,7 @@ func openLoop(ctx context.Context, rate float64, dur time.Duration, max, maxInfl
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			send(uint64(i), at)
+			send(i%n, at)
 		})
 	}
 	wg.Wait()
@@ -194,6 +205,10 @@ func (b *bench) scenarioLive(ctx context.Context) error {
 		if err := b.connectLive(ctx, 0, n); err != nil {
 			return err
 		}
+		// Every sender has its connection open (servers close idle ones).
+		if err := b.ensurePool(ctx, n, true); err != nil {
+			return err
+		}
 		tmpls, err := b.pairTemplates(ctx, n)
 		if err != nil {
 			return err
@@ -240,8 +255,7 @@ func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64
 	defer b.sink.Store(nil)
 	var delivered, fallback, failed atomic.Int64
 	var first errNote
-	send := func(seq uint64, start time.Time) {
-		i := int(seq % uint64(n))
+	send := func(i int, start time.Time) {
 		id := b.ids.next()
 		tr.put(id, start, 1)
 		resp, err := b.pool[i].conn.Send(ctx, stamp(tmpls[i], id))
@@ -256,33 +270,28 @@ func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64
 			fallback.Add(1)
 		}
 	}
-	var prof chan error
-	if profile {
-		prof = make(chan error, 1)
-		secs := max(1, int(b.s.Duration.Seconds())-1)
-		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-before.pprof"))
-		go func() {
-			prof <- b.fetchProfile(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs),
-				filepath.Join(b.s.ProfileDir, "server-cpu-live.pprof"))
-		}()
-	}
 	// Warm up (TLS connections, server caches), unmeasured.
-	closedLoop(ctx, b.s.Concurrency, b.s.Duration, min(b.s.Messages, 4*b.s.Concurrency), func(seq uint64, start time.Time) {
-		i := int(seq % uint64(n))
+	closedLoop(ctx, b.s.Concurrency, n, b.s.Duration, min(b.s.Messages, 4*b.s.Concurrency), func(i int, start time.Time) {
 		b.pool[i].conn.Send(ctx, stamp(tmpls[i], b.ids.next()))
 	})
 	waitUntil(func() bool { _, a := tr.counts(); return a >= int64(min(b.s.Messages, 4*b.s.Concurrency)) }, time.Second)
 	tr = newTracker()
 	b.setSink(&b.sink, tr.ack)
+	stopProfile := func() {}
+	if profile {
+		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-live-before.pprof"))
+		stopProfile = b.startCPUProfile(ctx, "live")
+	}
 	m := startMeter(b.srvPID)
 	t0 := time.Now()
 	var skipped int64
 	if rate == 0 {
-		closedLoop(ctx, b.s.Concurrency, b.s.Duration, b.s.Messages, send)
+		closedLoop(ctx, b.s.Concurrency, n, b.s.Duration, b.s.Messages, send)
 	} else {
-		skipped = openLoop(ctx, rate, b.s.Duration, b.s.Messages, 8192, send)
+		skipped = openLoop(ctx, rate, n, b.s.Duration, b.s.Messages, 8192, send)
 	}
 	elapsed := time.Since(t0)
+	stopProfile()
 	r := &Result{Scenario: "a", System: "qrtalkd", Unit: "msg", Count: float64(delivered.Load()),
 		Seconds: elapsed.Seconds(), Offered: rate, Errors: failed.Load() + fallback.Load()}
 	measure(r, m)
@@ -290,11 +299,8 @@ func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64
 	// recipient's reader records it just after writing it.
 	waitUntil(func() bool { d, _ := tr.counts(); return d >= delivered.Load() }, 2*time.Second)
 	tr.lat.fill(r)
-	if prof != nil {
-		if err := <-prof; err != nil {
-			b.logf("profile: %v", err)
-		}
-		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-after.pprof"))
+	if profile {
+		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-live-after.pprof"))
 	}
 	var notes []string
 	if rate == 0 {
@@ -320,8 +326,7 @@ func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate fl
 	defer b.rsink.Store(nil)
 	var delivered, failed atomic.Int64
 	var first errNote
-	send := func(seq uint64, start time.Time) {
-		i := int(seq % uint64(n))
+	send := func(i int, start time.Time) {
 		id := b.ids.next()
 		tr.put(id, start, 1)
 		if err := b.relayDevs[i].send(ctx, relayBody(id, []uint32{uint32((i + 1) % n)}, payload)); err != nil {
@@ -332,8 +337,7 @@ func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate fl
 		}
 		delivered.Add(1)
 	}
-	closedLoop(ctx, b.s.Concurrency, b.s.Duration, min(b.s.Messages, 4*b.s.Concurrency), func(seq uint64, start time.Time) {
-		i := int(seq % uint64(n))
+	closedLoop(ctx, b.s.Concurrency, n, b.s.Duration, min(b.s.Messages, 4*b.s.Concurrency), func(i int, start time.Time) {
 		b.relayDevs[i].send(ctx, relayBody(b.ids.next(), []uint32{uint32((i + 1) % n)}, payload))
 	})
 	waitUntil(func() bool { _, a := tr.counts(); return a >= int64(min(b.s.Messages, 4*b.s.Concurrency)) }, time.Second)
@@ -342,9 +346,9 @@ func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate fl
 	m := startMeter(b.relayPID())
 	t0 := time.Now()
 	if rate == 0 {
-		closedLoop(ctx, b.s.Concurrency, b.s.Duration, b.s.Messages, send)
+		closedLoop(ctx, b.s.Concurrency, n, b.s.Duration, b.s.Messages, send)
 	} else {
-		openLoop(ctx, rate, b.s.Duration, b.s.Messages, 8192, send)
+		openLoop(ctx, rate, n, b.s.Duration, b.s.Messages, 8192, send)
 	}
 	elapsed := time.Since(t0)
 	r := &Result{Scenario: "a", System: "relay", Unit: "msg", Count: float64(delivered.Load()),
@@ -408,7 +412,7 @@ func (b *bench) groupRun(ctx context.Context, g int, sender *device, tmpl []byte
 	defer b.sink.Store(nil)
 	var delivered, fallback, failed, msgs atomic.Int64
 	var first errNote
-	send := func(seq uint64, start time.Time) {
+	send := func(_ int, start time.Time) {
 		id := b.ids.next()
 		tr.put(id, start, g)
 		resp, err := sender.conn.Send(ctx, stamp(tmpl, id))
@@ -429,7 +433,7 @@ func (b *bench) groupRun(ctx context.Context, g int, sender *device, tmpl []byte
 	}
 	m := startMeter(b.srvPID)
 	t0 := time.Now()
-	closedLoop(ctx, 1, b.s.Duration, b.s.GroupMessages, send)
+	closedLoop(ctx, 1, 1, b.s.Duration, b.s.GroupMessages, send)
 	elapsed := time.Since(t0)
 	r := &Result{Scenario: "c", System: "qrtalkd", Unit: "delivery", Count: float64(delivered.Load()),
 		Seconds: elapsed.Seconds(), Errors: failed.Load() + fallback.Load()}
@@ -458,7 +462,7 @@ func (b *bench) relayGroupRun(ctx context.Context, g, senderIdx int, payload []b
 	}
 	var msgs, failed atomic.Int64
 	var first errNote
-	send := func(seq uint64, start time.Time) {
+	send := func(_ int, start time.Time) {
 		id := b.ids.next()
 		tr.put(id, start, g)
 		if err := b.relayDevs[senderIdx].send(ctx, relayBody(id, to, payload)); err != nil {
@@ -471,7 +475,7 @@ func (b *bench) relayGroupRun(ctx context.Context, g, senderIdx int, payload []b
 	}
 	m := startMeter(b.relayPID())
 	t0 := time.Now()
-	closedLoop(ctx, 1, b.s.Duration, b.s.GroupMessages, send)
+	closedLoop(ctx, 1, 1, b.s.Duration, b.s.GroupMessages, send)
 	elapsed := time.Since(t0)
 	r := &Result{Scenario: "c", System: "relay", Unit: "delivery", Count: float64(msgs.Load() * int64(g)),
 		Seconds: elapsed.Seconds(), Errors: failed.Load()}
@@ -498,8 +502,7 @@ func (b *bench) scenarioStore(ctx context.Context) error {
 	var lat latencies
 	var queued, other, failed atomic.Int64
 	var first errNote
-	send := func(seq uint64, start time.Time) {
-		i := int(seq % uint64(d))
+	send := func(i int, start time.Time) {
 		resp, err := b.pool[i].conn.Send(ctx, stamp(tmpls[i], b.ids.next()))
 		switch {
 		case err != nil:
@@ -513,9 +516,11 @@ func (b *bench) scenarioStore(ctx context.Context) error {
 		}
 		lat.add(time.Since(start))
 	}
+	stopProfile := b.startCPUProfile(ctx, "queue")
 	m := startMeter(b.srvPID)
 	t0 := time.Now()
-	closedLoop(ctx, b.s.Concurrency, b.s.Timeout, n, send)
+	closedLoop(ctx, b.s.Concurrency, d, b.s.Timeout, n, send)
+	stopProfile()
 	ins := &Result{Scenario: "b", System: "qrtalkd", Case: fmt.Sprintf("queue for %d offline dev", d), Unit: "msg",
 		Count: float64(queued.Load()), Seconds: time.Since(t0).Seconds(), Errors: failed.Load() + other.Load()}
 	measure(ins, m)
@@ -529,6 +534,7 @@ func (b *bench) scenarioStore(ctx context.Context) error {
 	b.setSink(&b.sink, func(protocol.MessageID) { got.Add(1) })
 	defer b.sink.Store(nil)
 	want := queued.Load()
+	stopProfile = b.startCPUProfile(ctx, "drain")
 	m = startMeter(b.srvPID)
 	t0 = time.Now()
 	err = parallel(ctx, d, 64, func(i int) error { return b.openLive(ctx, b.pool[i], false) })
@@ -536,6 +542,7 @@ func (b *bench) scenarioStore(ctx context.Context) error {
 		max(60*time.Second, time.Duration(want)*time.Millisecond))
 	dr := &Result{Scenario: "b", System: "qrtalkd", Case: fmt.Sprintf("drain on connect, %d dev", d), Unit: "msg",
 		Count: float64(got.Load()), Seconds: time.Since(t0).Seconds()}
+	stopProfile()
 	measure(dr, m)
 	dr.Notes = "from opening the live channels until every queued message was pushed and acknowledged (one acknowledgement per message, as the SDK does)"
 	if !ok {
@@ -689,6 +696,7 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 	time.Sleep(time.Second)
 	before, _ := readProc(b.srvPID)
 	b.logf("d: opening %d live channels", k)
+	stopProfile := b.startCPUProfile(ctx, "idle-connect")
 	m := startMeter(b.srvPID)
 	t0 := time.Now()
 	half := k / 2
@@ -701,6 +709,7 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 	}
 	r := &Result{Scenario: "d", System: "qrtalkd", Case: fmt.Sprintf("%d idle live channels", k), Unit: "conn",
 		Count: float64(k), Seconds: time.Since(t0).Seconds()}
+	stopProfile()
 	measure(r, m)
 	// Each device keeps its WebSocket only, as an idle phone would.
 	for _, d := range b.pool[:k] {
@@ -814,6 +823,7 @@ func (b *bench) scenarioStorm(ctx context.Context) error {
 		var lat latencies
 		var failed, retries atomic.Int64
 		var first errNote
+		stopProfile := b.startCPUProfile(ctx, "storm-"+kind)
 		m := startMeter(b.srvPID)
 		t0 := time.Now()
 		var wg sync.WaitGroup
@@ -847,6 +857,7 @@ func (b *bench) scenarioStorm(ctx context.Context) error {
 			})
 		}
 		wg.Wait()
+		stopProfile()
 		r := &Result{Scenario: "e", System: "qrtalkd", Case: fmt.Sprintf("reconnect storm, %d dev, %s", k, kind), Unit: "conn",
 			Count: float64(int64(k) - failed.Load()), Seconds: time.Since(t0).Seconds(), Errors: failed.Load()}
 		measure(r, m)
