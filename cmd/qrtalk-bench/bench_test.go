@@ -90,8 +90,20 @@ func TestEveryScenarioTiny(t *testing.T) {
 	if len(rep.Targets) == 0 {
 		t.Error("no targets judged")
 	}
-	if len(rep.Profiles) != 3 {
-		t.Errorf("profiles: %v, want CPU and two allocation profiles", rep.Profiles)
+	// CPU profiles of each phase, allocation profiles around scenario a,
+	// each a non-empty file.
+	var names []string
+	for _, p := range rep.Profiles {
+		names = append(names, filepath.Base(p))
+		if fi, err := os.Stat(p); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: missing or empty (%v)", p, err)
+		}
+	}
+	wantProfiles := []string{"server-cpu-idle-connect.pprof", "server-cpu-storm-warm.pprof", "server-cpu-storm-cold.pprof",
+		"server-allocs-live-before.pprof", "server-cpu-live.pprof", "server-allocs-live-after.pprof",
+		"server-cpu-queue.pprof", "server-cpu-drain.pprof"}
+	if strings.Join(names, " ") != strings.Join(wantProfiles, " ") {
+		t.Errorf("profiles: %v, want %v", names, wantProfiles)
 	}
 	for _, s := range []string{"sealed", "test keys", "qrtalkd/relay"} {
 		if !strings.Contains(out.String(), s) {
