@@ -309,12 +309,13 @@ func (a *app) clock(t time.Time) string {
 // progressBar draws upload progress on a terminal, at most ten times a
 // second.
 type progressBar struct {
-	w    io.Writer
-	mu   sync.Mutex
-	last time.Time
-	name string
-	done bool
-	drew bool
+	w        io.Writer
+	mu       sync.Mutex
+	last     time.Time
+	lastDone int64
+	name     string
+	done     bool
+	drew     bool
 }
 
 func (p *progressBar) update(name string, done, total int64) {
@@ -323,12 +324,15 @@ func (p *progressBar) update(name string, done, total int64) {
 	if name != p.name && p.drew {
 		fmt.Fprintln(p.w)
 	}
+	if name == p.name && done == p.lastDone && p.drew {
+		return
+	}
 	p.name = name
 	now := time.Now()
 	if done < total && now.Sub(p.last) < 100*time.Millisecond {
 		return
 	}
-	p.last = now
+	p.last, p.lastDone = now, done
 	const width = 30
 	frac := 1.0
 	if total > 0 {
