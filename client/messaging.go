@@ -90,7 +90,10 @@ func (a *Account) sendTo(ctx context.Context, conv *conversation, msg *protocol.
 	if err != nil {
 		return nil, err
 	}
-	rcpts, err := a.recipientDevices(ctx, conv)
+	// Receipts and typing events concern the other party only; messages
+	// and group changes go to this user's other devices too.
+	ownToo := msg.ContentType != ContentReceipt && msg.ContentType != ContentTyping
+	rcpts, err := a.recipientDevices(ctx, conv, ownToo)
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +143,7 @@ func isControl(ct string) bool {
 // recipientDevices: every verified device of every member, and every
 // device of this user (this one included, for the local copy: the server
 // does not route it).
-func (a *Account) recipientDevices(ctx context.Context, conv *conversation) ([]protocol.DeviceRecipient, error) {
+func (a *Account) recipientDevices(ctx context.Context, conv *conversation, ownToo bool) ([]protocol.DeviceRecipient, error) {
 	var out []protocol.DeviceRecipient
 	for _, c := range conv.members {
 		certs, err := a.contactDevices(ctx, c)
@@ -150,6 +153,12 @@ func (a *Account) recipientDevices(ctx context.Context, conv *conversation) ([]p
 		for _, cert := range certs {
 			out = append(out, protocol.DeviceRecipient{User: cert.User, Device: cert.Device, Key: cert.EncryptionKey})
 		}
+	}
+	if !ownToo {
+		if len(out) == 0 {
+			return nil, fmt.Errorf("%s has no device to send to", conv.name)
+		}
+		return out, nil
 	}
 	own, err := a.ownDevices(ctx)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qrtalk/qrtalk/internal/api"
 	"github.com/qrtalk/qrtalk/protocol"
 )
 
@@ -201,19 +202,35 @@ func (a *Account) applyControl(ctx context.Context, env *protocol.Envelope, msg 
 	return nil
 }
 
-// sendReceipt tells the sender that a message arrived or was read. It is
-// best effort: a failed receipt is not worth failing a receive.
+// sendReceipt tells the sender that a message arrived or was read.
 func (a *Account) sendReceipt(ctx context.Context, env *protocol.Envelope, kind string) {
-	c, err := a.Contact(ctx, env.Sender.String())
+	a.sendReceipts(ctx, []*protocol.Envelope{env}, kind)
+}
+
+// sendReceipts sends one receipt about messages of one sender. It is best
+// effort: a failed receipt is not worth failing a receive.
+func (a *Account) sendReceipts(ctx context.Context, envs []*protocol.Envelope, kind string) {
+	if len(envs) == 0 {
+		return
+	}
+	c, err := a.Contact(ctx, envs[0].Sender.String())
 	if err != nil {
 		return // receipts go to contacts only
 	}
-	ttl := min(time.Until(env.Expires()).Truncate(time.Second), 24*time.Hour)
+	var ids []protocol.MessageID
+	var last time.Time
+	for _, env := range envs {
+		ids = append(ids, env.ID)
+		if env.Expires().After(last) {
+			last = env.Expires()
+		}
+	}
+	ttl := min(last.Sub(a.now()).Truncate(time.Second), 24*time.Hour)
 	if ttl < time.Second {
 		return
 	}
 	conv := &conversation{key: "u:" + c.User.String(), name: c.Name, members: []*Contact{c}}
-	body := marshalJSON(receipt{Kind: kind, IDs: []protocol.MessageID{env.ID}})
+	body := marshalJSON(receipt{Kind: kind, IDs: ids})
 	a.sendTo(ctx, conv, &protocol.Message{ContentType: ContentReceipt, Body: body}, SendOptions{TTL: ttl})
 }
 
@@ -257,6 +274,7 @@ func (a *Account) Messages(ctx context.Context, who string, markRead bool) ([]*R
 	}
 	rows.Close()
 	var out []*Received
+	unread := map[protocol.UserID][]*protocol.Envelope{}
 	for _, s := range all {
 		env, err := protocol.ParseEnvelope(s.raw)
 		if err != nil {
@@ -267,8 +285,12 @@ func (a *Account) Messages(ctx context.Context, who string, markRead bool) ([]*R
 		out = append(out, r)
 		if markRead && !r.Outgoing && r.Signature != SigInvalid && s.state != "read" {
 			a.db.ExecContext(ctx, `UPDATE messages SET state = 'read' WHERE id = ?`, env.ID.String())
-			a.sendReceipt(ctx, env, "read")
+			unread[env.Sender] = append(unread[env.Sender], env)
 		}
+	}
+	// One read receipt per sender, listing every message just read.
+	for _, envs := range unread {
+		a.sendReceipts(ctx, envs, "read")
 	}
 	return out, nil
 }
@@ -325,7 +347,9 @@ func (a *Account) Listen(ctx context.Context, fn func(*Received)) error {
 			backoff = 500 * time.Millisecond
 			continue
 		}
-		if errors.Is(err, ErrServerKey) {
+		// Permanent: a server that is not ours, or a device revoked or
+		// deleted. Retrying would fail forever.
+		if errors.Is(err, ErrServerKey) || errors.Is(err, api.ErrDeviceUnknown) {
 			return err
 		}
 		select {
