@@ -39,6 +39,7 @@ func commands() []*command {
 		listenCommand(),
 		inboxCommand(),
 		readCommand(),
+		chatCommand(),
 		groupCreateCommand(),
 		groupAddCommand(),
 		groupRemoveCommand(),

@@ -49,7 +49,7 @@ func flagsOf(c *command) []*flag.Flag {
 
 // argKinds says what a command's first arguments are, for completion.
 var argKinds = map[string]string{
-	"send": "names", "read": "names", "typing": "names",
+	"send": "names", "read": "names", "typing": "names", "chat": "names",
 	"contact verify": "contacts", "contact accept": "contacts", "contact remove": "contacts",
 	"group add": "groups", "group remove": "groups",
 	"join": "files", "contact add": "files", "device join": "files",
