@@ -188,6 +188,12 @@ func OpenAccount(dir string, opts AccountOptions) (*Account, error) {
 	if err := a.openDB(); err != nil {
 		return nil, err
 	}
+	// Whatever expired while the account was closed goes before anything
+	// else is done with it.
+	if _, err := a.Expire(context.Background()); err != nil {
+		a.db.Close()
+		return nil, fmt.Errorf("deleting expired messages: %w", err)
+	}
 	return a, nil
 }
 
