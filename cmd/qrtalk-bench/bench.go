@@ -83,10 +83,11 @@ func Run(ctx context.Context, s *Settings, out, log io.Writer) (*Report, error) 
 			break
 		}
 	}
-	b.rep.Targets = targets(b.rep.Results, s)
+	b.rep.Targets = targets(b.rep.Results, s, b.rep.Machine.CPUs)
 	b.rep.Seconds = time.Since(b.t0).Seconds()
 	fmt.Fprintln(out)
 	printTable(out, b.rep.Results)
+	printIdle(out, b.rep.Results)
 	fmt.Fprintln(out)
 	printTargets(out, b.rep.Targets)
 	for _, p := range b.rep.Profiles {
@@ -112,12 +113,13 @@ type bench struct {
 	relay     *child
 	relayDevs []*relayDevice
 
-	pool  []*device
-	ids   idGen
-	sink  atomic.Pointer[func(protocol.MessageID)] // receives every envelope acknowledged on a live channel
-	rsink atomic.Pointer[func(protocol.MessageID)] // same, for relay subscribers
-	tmpls map[[2]int][]byte
-	tmu   sync.Mutex
+	pool    []*device
+	setupTr *http.Transport // registrations
+	ids     idGen
+	sink    atomic.Pointer[func(protocol.MessageID)] // receives every envelope acknowledged on a live channel
+	rsink   atomic.Pointer[func(protocol.MessageID)] // same, for relay subscribers
+	tmpls   map[[2]int][]byte
+	tmu     sync.Mutex
 }
 
 func (b *bench) logf(format string, args ...any) {
@@ -162,7 +164,7 @@ func (b *bench) start(ctx context.Context) error {
 			b.rep.Server += " (no --server-pid: server CPU and RSS not measured)"
 		}
 	}
-	if s.Relay && (slices.Contains(s.Scenarios, "a") || slices.Contains(s.Scenarios, "c") || slices.Contains(s.Scenarios, "f")) {
+	if s.Relay && slices.ContainsFunc(s.Scenarios, func(sc string) bool { return strings.Contains("acdf", sc) }) {
 		b.logf("spawning the bare relay")
 		c, err := spawnChild(ctx, "relay", "", b.dir)
 		if err != nil {
@@ -185,7 +187,10 @@ func (b *bench) close() {
 		d.unsubscribe()
 	}
 	for _, d := range b.pool {
-		d.tr.CloseIdleConnections()
+		d.closeIdle()
+	}
+	if b.setupTr != nil {
+		b.setupTr.CloseIdleConnections()
 	}
 	if b.relay != nil {
 		b.relay.stop()
@@ -201,8 +206,8 @@ func (b *bench) close() {
 type device struct {
 	idx  int
 	dev  *client.Device
-	conn *client.Conn
-	tr   *http.Transport
+	conn *client.Conn    // nil until first used (dial)
+	tr   *http.Transport // conn's
 	live *client.Live
 	done chan struct{} // closed when the live channel's reader ends
 }
@@ -233,59 +238,83 @@ func (b *bench) deviceOptions(tr *http.Transport) client.Options {
 	return o
 }
 
-// ensurePool registers devices until there are n. With warm, each sets up
-// its secure-channel session at once (else on first use).
+// ensurePool registers devices until there are n, through one shared
+// HTTP client: registering is a device's one-time event, not what is
+// measured. Each device gets a Conn of its own (its own HTTP client, so its
+// own TLS connections) when first used; with warm, pool[:n] get it now and
+// set up their secure-channel sessions.
 func (b *bench) ensurePool(ctx context.Context, n int, warm bool) error {
-	have := len(b.pool)
-	if n <= have {
-		if warm {
-			return parallel(ctx, n, 16, func(i int) error {
-				_, err := b.pool[i].conn.Inbox(ctx, 1, 0)
-				return err
-			})
+	if have := len(b.pool); n > have {
+		if n-have > 100 {
+			b.logf("registering %d devices (an RSA-PSS certificate signature each)", n-have)
 		}
-		return nil
-	}
-	if n-have > 100 {
-		b.logf("registering %d devices (one RSA-PSS certificate signature each, then a session setup)", n-have)
-	}
-	devs := make([]*device, n-have)
-	var done atomic.Int64
-	err := parallel(ctx, n-have, 2*runtime.NumCPU()+4, func(j int) error {
-		i := have + j
-		idk, enc, auth := deviceKeys(i)
-		dev, err := client.NewDeviceFromKeys(protocol.NewUserID(), protocol.NewDeviceID(), idk, enc, auth, time.Now())
+		if b.setupTr == nil {
+			b.setupTr = b.newTransport()
+			b.setupTr.MaxIdleConnsPerHost = 64
+		}
+		devs := make([]*device, n-have)
+		var done atomic.Int64
+		err := parallel(ctx, n-have, 2*runtime.NumCPU()+4, func(j int) error {
+			i := have + j
+			idk, enc, auth := deviceKeys(i)
+			dev, err := client.NewDeviceFromKeys(protocol.NewUserID(), protocol.NewDeviceID(), idk, enc, auth, time.Now())
+			if err != nil {
+				return err
+			}
+			if _, err := client.Register(ctx, b.deviceOptions(b.setupTr), dev, ""); err != nil {
+				return fmt.Errorf("registering device %d: %w", i, err)
+			}
+			devs[j] = &device{idx: i, dev: dev}
+			if k := done.Add(1); k%2000 == 0 {
+				b.logf("  %d/%d devices registered", k, n-have)
+			}
+			return nil
+		})
+		for _, d := range devs {
+			if d != nil {
+				b.pool = append(b.pool, d)
+			}
+		}
+		b.setupTr.CloseIdleConnections()
 		if err != nil {
 			return err
 		}
-		d := &device{idx: i, dev: dev, tr: b.newTransport()}
-		d.conn, err = client.Register(ctx, b.deviceOptions(d.tr), dev, "")
-		if err != nil {
-			return fmt.Errorf("registering device %d: %w", i, err)
+	}
+	if !warm {
+		return nil
+	}
+	return parallel(ctx, n, 16, func(i int) error {
+		d := b.pool[i]
+		if err := b.dial(ctx, d); err != nil {
+			return err
 		}
-		devs[j] = d
-		if warm {
-			if _, err := d.conn.Inbox(ctx, 1, 0); err != nil {
-				return fmt.Errorf("device %d: first request: %w", i, err)
-			}
-		}
-		if k := done.Add(1); k%2000 == 0 {
-			b.logf("  %d/%d devices registered", k, n-have)
+		if _, err := d.conn.Inbox(ctx, 1, 0); err != nil {
+			return fmt.Errorf("device %d: first request: %w", i, err)
 		}
 		return nil
 	})
-	for _, d := range devs {
-		if d != nil {
-			b.pool = append(b.pool, d)
-		}
+}
+
+// dial gives device d a Conn of its own, as a device starting up does:
+// GET /v1/info on a TLS connection of its own, kept for what follows.
+func (b *bench) dial(ctx context.Context, d *device) error {
+	if d.conn != nil {
+		return nil
 	}
+	tr := b.newTransport()
+	conn, err := client.Dial(ctx, b.deviceOptions(tr), d.dev)
 	if err != nil {
-		return err
+		return fmt.Errorf("device %d: %w", d.idx, err)
 	}
-	if warm && have > 0 {
-		return b.ensurePool(ctx, have, true)
-	}
+	d.tr, d.conn = tr, conn
 	return nil
+}
+
+// closeIdle closes the device's idle HTTP connections.
+func (d *device) closeIdle() {
+	if d.tr != nil {
+		d.tr.CloseIdleConnections()
+	}
 }
 
 // openLive opens device d's live channel. Its reader acknowledges every
@@ -293,6 +322,9 @@ func (b *bench) ensurePool(ctx context.Context, n int, warm bool) error {
 // waitDrained it returns once the server has attached the channel (its
 // queue pushed, then the drained marker).
 func (b *bench) openLive(ctx context.Context, d *device, waitDrained bool) error {
+	if err := b.dial(ctx, d); err != nil {
+		return err
+	}
 	l, err := d.conn.Live(ctx)
 	if err != nil {
 		return err

@@ -101,7 +101,7 @@ func TestEveryScenarioTiny(t *testing.T) {
 	}
 	wantProfiles := []string{"server-cpu-idle-connect.pprof", "server-cpu-storm-warm.pprof", "server-cpu-storm-cold.pprof",
 		"server-allocs-live-before.pprof", "server-cpu-live.pprof", "server-allocs-live-after.pprof",
-		"server-cpu-queue.pprof", "server-cpu-drain.pprof"}
+		"server-cpu-queue.pprof", "server-cpu-drain.pprof", "server-cpu-upload.pprof", "server-cpu-download.pprof"}
 	if strings.Join(names, " ") != strings.Join(wantProfiles, " ") {
 		t.Errorf("profiles: %v, want %v", names, wantProfiles)
 	}

@@ -149,7 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 	fs.IntVar(&s.Concurrency, "concurrency", 64, "a, b: messages in flight at full rate (closed loop)")
 	fs.IntVar(&s.MessageSize, "size", 1024, "a, b: message body size in bytes")
 	fs.IntVar(&s.StoreMessages, "store-messages", 100_000, "b: messages queued for offline devices")
-	fs.IntVar(&s.StoreDevices, "store-devices", 100, "b: offline devices they are queued for (each also sends)")
+	fs.IntVar(&s.StoreDevices, "store-devices", 1000, "b: offline devices they are queued for (each also sends)")
 	group := fs.String("group", "100,1000", "c: group sizes (recipient devices)")
 	fs.IntVar(&s.GroupMessages, "group-messages", 200, "c: at most this many group messages per size")
 	fs.IntVar(&s.Idle, "idle", 10_000, "d, e: idle live channels (one bench process holds at most about 19,000: open-files limit)")

@@ -237,6 +237,8 @@ func printMarkdown(w io.Writer, rep *Report) {
 			fmtNum(r.ServerCPU), fmtNum(r.CPUPerUnit), fmtNum(r.PeakRSSMiB), ratio)
 	}
 	fmt.Fprintln(w)
+	printIdle(w, rep.Results)
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| target | want | measured | verdict |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, t := range rep.Targets {
@@ -245,6 +247,17 @@ func printMarkdown(w io.Writer, rep *Report) {
 			m += " (" + t.Note + ")"
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.Name, t.Want, m, t.Verdict)
+	}
+}
+
+// printIdle says what scenario d is about, which the table's columns do
+// not show: server RSS per idle channel.
+func printIdle(w io.Writer, results []Result) {
+	for _, r := range results {
+		if r.Scenario == "d" {
+			fmt.Fprintf(w, "d: %s: server RSS %.0f -> %.0f MiB, %.1f KiB per channel\n", r.System,
+				r.Extra["rss_before_mib"], r.Extra["rss_after_mib"], r.Extra["rss_per_conn_kib"])
+		}
 	}
 }
 

@@ -57,13 +57,18 @@ func ownDevice(w, workers, n, k int) int {
 }
 
 // openLoop starts sends at a fixed rate whatever the answers (open loop),
-// for dur or max sends. Each send's latency counts from its scheduled
-// time, so that a stall shows up in the latencies instead of slowing the
-// schedule. A send that would make more than maxInflight outstanding is
-// skipped and counted.
+// for dur or max sends, from device i%n in turn. Each send's latency
+// counts from its scheduled time, so that a stall shows up in the
+// latencies instead of slowing the schedule. A device sends one message at
+// a time, as in the closed loop (else a stall would have devices open new
+// connections, each a TLS handshake, and the run would measure those): a
+// send due while its device is busy waits for it, and that wait is part
+// of its latency. A send that would make more than maxInflight outstanding
+// is skipped and counted.
 func openLoop(ctx context.Context, rate float64, n int, dur time.Duration, max, maxInflight int, send func(dev int, start time.Time)) (skipped int64) {
 	start := time.Now()
 	sem := make(chan struct{}, maxInflight)
+	busy := make([]sync.Mutex, n)
 	var wg sync.WaitGroup
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -89,6 +94,8 @@ func openLoop(ctx context.Context, rate float64, n int, dur time.Duration, max, 
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
+			busy[i%n].Lock()
+			defer busy[i%n].Unlock()
 			send(i%n, at)
 		})
 	}
@@ -571,6 +578,7 @@ func (b *bench) scenarioMedia(ctx context.Context) error {
 	var ids []string
 	var first errNote
 	var failed int64
+	stopProfile := b.startCPUProfile(ctx, "upload")
 	m := startMeter(b.srvPID)
 	t0 := time.Now()
 	for range b.s.Blobs {
@@ -587,6 +595,7 @@ func (b *bench) scenarioMedia(ctx context.Context) error {
 	}
 	up := &Result{Scenario: "f", System: "qrtalkd", Case: "upload " + sizeName(int(b.s.BlobSize)), Unit: "MB",
 		Count: mb * float64(len(ids)), Seconds: time.Since(t0).Seconds(), Errors: failed}
+	stopProfile()
 	measure(up, m)
 	upLat.fill(up)
 	up.Notes = joinNotes("one at a time; MB = 10^6 bytes; latency per blob", first.String())
@@ -595,6 +604,7 @@ func (b *bench) scenarioMedia(ctx context.Context) error {
 	first = errNote{}
 	failed = 0
 	n := 0
+	stopProfile = b.startCPUProfile(ctx, "download")
 	m = startMeter(b.srvPID)
 	t0 = time.Now()
 	for _, id := range ids {
@@ -614,6 +624,7 @@ func (b *bench) scenarioMedia(ctx context.Context) error {
 	}
 	down = Result{Scenario: "f", System: "qrtalkd", Case: "download " + sizeName(int(b.s.BlobSize)), Unit: "MB",
 		Count: mb * float64(n), Seconds: time.Since(t0).Seconds(), Errors: failed}
+	stopProfile()
 	measure(&down, m)
 	downLat.fill(&down)
 	down.Notes = joinNotes("one at a time; SHA-256 checked by the SDK", first.String())
@@ -691,7 +702,7 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 		return err
 	}
 	for _, d := range b.pool {
-		d.tr.CloseIdleConnections()
+		d.closeIdle()
 	}
 	time.Sleep(time.Second)
 	before, _ := readProc(b.srvPID)
@@ -713,7 +724,7 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 	measure(r, m)
 	// Each device keeps its WebSocket only, as an idle phone would.
 	for _, d := range b.pool[:k] {
-		d.tr.CloseIdleConnections()
+		d.closeIdle()
 	}
 	time.Sleep(2 * time.Second)
 	after, _ := readProc(b.srvPID)
@@ -734,8 +745,8 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 		if rr, err = b.relayIdle(ctx, k); err != nil {
 			return err
 		}
-		if pr := rr.Extra["rss_per_conn_kib"]; pr > 0 {
-			r.Ratio = r.Extra["rss_per_conn_kib"] / pr
+		if rr.Rate > 0 {
+			r.Ratio = r.Rate / rr.Rate
 		}
 	}
 	b.add(r, rr)
@@ -768,7 +779,7 @@ func (b *bench) relayIdle(ctx context.Context, k int) (*Result, error) {
 		"rss_after_mib":    float64(after.RSS) / (1 << 20),
 		"rss_per_conn_kib": float64(after.RSS-before.RSS) / float64(k) / 1024,
 	}
-	r.Notes = "the relay's RSS per idle WebSocket (qrtalkd/relay column of the qrtalkd row: RSS ratio)"
+	r.Notes = "RSS per channel = (relay RSS with the WebSockets open and idle - before) / count"
 	for _, d := range b.relayDevs {
 		d.unsubscribe()
 	}
@@ -816,7 +827,7 @@ func (b *bench) scenarioStorm(ctx context.Context) error {
 		b.logf("e: %s storm: dropping %d live channels", kind, k)
 		parallel(ctx, k, 512, func(i int) error { b.closeLive(b.pool[i]); return nil })
 		for _, d := range b.pool[:k] {
-			d.tr.CloseIdleConnections()
+			d.closeIdle()
 		}
 		time.Sleep(time.Second)
 		b.logf("e: %s storm: %d devices reconnect at once", kind, k)
