@@ -183,9 +183,7 @@ func (b *bench) start(ctx context.Context) error {
 
 func (b *bench) close() {
 	b.closeAllLive()
-	for _, d := range b.relayDevs {
-		d.unsubscribe()
-	}
+	b.unsubscribeRelay()
 	for _, d := range b.pool {
 		d.closeIdle()
 	}
@@ -385,7 +383,10 @@ func (b *bench) closeLive(d *device) {
 }
 
 // connectLive opens the live channels of pool[lo:hi] that are not open.
-func (b *bench) connectLive(ctx context.Context, lo, hi int) error {
+// Unless keepHTTP, each device then closes its idle HTTP connections and
+// keeps its WebSocket only, as an idle phone would (and the bench's
+// open-files limit holds twice as many devices).
+func (b *bench) connectLive(ctx context.Context, lo, hi int, keepHTTP bool) error {
 	return parallel(ctx, hi-lo, 32, func(j int) error {
 		d := b.pool[lo+j]
 		if d.live != nil {
@@ -393,6 +394,9 @@ func (b *bench) connectLive(ctx context.Context, lo, hi int) error {
 		}
 		if err := b.openLive(ctx, d, true); err != nil {
 			return fmt.Errorf("device %d: live channel: %w", d.idx, err)
+		}
+		if !keepHTTP {
+			d.closeIdle()
 		}
 		return nil
 	})
@@ -514,15 +518,17 @@ func (b *bench) ensureRelayDevs(n int) {
 	}
 }
 
-// subscribeRelay subscribes relay devices [0, n), and has each open a
-// connection for its sends, as qrtalkd's devices have one from setting up
-// their session.
-func (b *bench) subscribeRelay(ctx context.Context, n int) error {
+// subscribeRelay subscribes relay devices [0, n). With ping, each also
+// opens a connection for its sends, as qrtalkd's devices have one from
+// setting up their session.
+func (b *bench) subscribeRelay(ctx context.Context, n int, ping bool) error {
 	b.ensureRelayDevs(n)
 	return parallel(ctx, n, 32, func(i int) error {
 		d := b.relayDevs[i]
-		if err := d.ping(ctx); err != nil {
-			return err
+		if ping {
+			if err := d.ping(ctx); err != nil {
+				return err
+			}
 		}
 		if d.ws != nil {
 			return nil
@@ -532,6 +538,14 @@ func (b *bench) subscribeRelay(ctx context.Context, n int) error {
 				(*f)(id)
 			}
 		})
+	})
+}
+
+// unsubscribeRelay closes every relay device's WebSocket and connections.
+func (b *bench) unsubscribeRelay() {
+	parallel(context.Background(), len(b.relayDevs), 256, func(i int) error {
+		b.relayDevs[i].unsubscribe()
+		return nil
 	})
 }
 

@@ -255,8 +255,13 @@ func printMarkdown(w io.Writer, rep *Report) {
 func printIdle(w io.Writer, results []Result) {
 	for _, r := range results {
 		if r.Scenario == "d" {
-			fmt.Fprintf(w, "d: %s: server RSS %.0f -> %.0f MiB, %.1f KiB per channel\n", r.System,
+			fmt.Fprintf(w, "d: %s: server RSS %.0f -> %.0f MiB, %.1f KiB per channel", r.System,
 				r.Extra["rss_before_mib"], r.Extra["rss_after_mib"], r.Extra["rss_per_conn_kib"])
+			if h, ok := r.Extra["heap_live_per_conn_kib"]; ok {
+				fmt.Fprintf(w, " (live heap %.1f KiB, goroutine stacks %.1f KiB, %.1f goroutines)",
+					h, r.Extra["stack_per_conn_kib"], r.Extra["goroutines_per_conn"])
+			}
+			fmt.Fprintln(w)
 		}
 	}
 }

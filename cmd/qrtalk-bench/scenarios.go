@@ -209,7 +209,7 @@ func (b *bench) scenarioLive(ctx context.Context) error {
 	}
 	for _, n := range sizes {
 		b.logf("a: %d devices: opening live channels", n)
-		if err := b.connectLive(ctx, 0, n); err != nil {
+		if err := b.connectLive(ctx, 0, n, true); err != nil {
 			return err
 		}
 		// Every sender has its connection open (servers close idle ones).
@@ -221,7 +221,7 @@ func (b *bench) scenarioLive(ctx context.Context) error {
 			return err
 		}
 		if b.relay != nil {
-			if err := b.subscribeRelay(ctx, n); err != nil {
+			if err := b.subscribeRelay(ctx, n, true); err != nil {
 				return fmt.Errorf("relay: %w", err)
 			}
 		}
@@ -378,7 +378,7 @@ func (b *bench) scenarioGroup(ctx context.Context) error {
 	sender := b.pool[largest]
 	for _, g := range sizes {
 		b.logf("c: group of %d: opening live channels, sealing", g)
-		if err := b.connectLive(ctx, 0, g); err != nil {
+		if err := b.connectLive(ctx, 0, g, true); err != nil {
 			return err
 		}
 		tmpl, err := b.seal(sender, b.pool[:g], b.s.MessageSize)
@@ -395,7 +395,7 @@ func (b *bench) scenarioGroup(ctx context.Context) error {
 		r.Extra = map[string]float64{"envelope_bytes": float64(len(tmpl)), "delivered_copy_bytes": float64(len(perDevice))}
 		var rr *Result
 		if b.relay != nil {
-			if err := b.subscribeRelay(ctx, g); err != nil {
+			if err := b.subscribeRelay(ctx, g, true); err != nil {
 				return fmt.Errorf("relay: %w", err)
 			}
 			b.ensureRelayDevs(largest + 1)
@@ -695,8 +695,15 @@ func (b *bench) relayMedia(ctx context.Context, data []byte, sum [32]byte) (up, 
 func (b *bench) scenarioIdle(ctx context.Context) error {
 	k := b.s.Idle
 	b.closeAllLive()
-	for _, d := range b.relayDevs {
-		d.unsubscribe()
+	b.unsubscribeRelay()
+	// The relay's first: its WebSockets are closed again before qrtalkd's
+	// open, so that the bench holds one set at a time.
+	var rr *Result
+	if b.relay != nil {
+		var err error
+		if rr, err = b.relayIdle(ctx, k); err != nil {
+			return err
+		}
 	}
 	if err := b.ensurePool(ctx, k, false); err != nil {
 		return err
@@ -706,26 +713,23 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 	}
 	time.Sleep(time.Second)
 	before, _ := readProc(b.srvPID)
+	memBefore := b.memStats(ctx)
 	b.logf("d: opening %d live channels", k)
 	stopProfile := b.startCPUProfile(ctx, "idle-connect")
 	m := startMeter(b.srvPID)
 	t0 := time.Now()
 	half := k / 2
-	if err := b.connectLive(ctx, 0, half); err != nil {
+	if err := b.connectLive(ctx, 0, half, false); err != nil {
 		return err
 	}
 	mid, _ := readProc(b.srvPID)
-	if err := b.connectLive(ctx, half, k); err != nil {
+	if err := b.connectLive(ctx, half, k, false); err != nil {
 		return err
 	}
 	r := &Result{Scenario: "d", System: "qrtalkd", Case: fmt.Sprintf("%d idle live channels", k), Unit: "conn",
 		Count: float64(k), Seconds: time.Since(t0).Seconds()}
 	stopProfile()
 	measure(r, m)
-	// Each device keeps its WebSocket only, as an idle phone would.
-	for _, d := range b.pool[:k] {
-		d.closeIdle()
-	}
 	time.Sleep(2 * time.Second)
 	after, _ := readProc(b.srvPID)
 	r.Extra = map[string]float64{
@@ -735,19 +739,16 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 		"rss_per_conn_second_half_kib": float64(after.RSS-mid.RSS) / float64(k-half) / 1024,
 		"bench_open_files":             float64(openFiles()),
 	}
-	if g := b.goroutines(ctx); g > 0 {
-		r.Extra["server_goroutines"] = float64(g)
+	// What the RSS is made of, from the server's runtime (after a GC).
+	if memAfter := b.memStats(ctx); memAfter != nil && memBefore != nil {
+		per := func(k string) float64 { return (memAfter[k] - memBefore[k]) / float64(r.Count) }
+		r.Extra["heap_live_per_conn_kib"] = per("HeapAlloc") / 1024
+		r.Extra["stack_per_conn_kib"] = per("Stack") / 1024
+		r.Extra["goroutines_per_conn"] = per("goroutines")
 	}
-	r.Notes = "time, rate and CPU are those of opening the channels (with a secure-channel session setup for devices that had none); RSS per channel = (server RSS with them open and idle - before) / count"
-	var rr *Result
-	if b.relay != nil {
-		var err error
-		if rr, err = b.relayIdle(ctx, k); err != nil {
-			return err
-		}
-		if rr.Rate > 0 {
-			r.Ratio = r.Rate / rr.Rate
-		}
+	r.Notes = "time, rate and CPU are those of opening the channels (GET /v1/info, a secure-channel session setup for devices that had none, the WebSocket); RSS per channel = (server RSS with them open and idle - before) / count"
+	if rr != nil && rr.Rate > 0 {
+		r.Ratio = r.Rate / rr.Rate
 	}
 	b.add(r, rr)
 	return nil
@@ -756,22 +757,17 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 func (b *bench) relayIdle(ctx context.Context, k int) (*Result, error) {
 	b.logf("d: opening %d relay subscriptions", k)
 	pid := b.relayPID()
-	for _, d := range b.relayDevs {
-		d.unsubscribe()
-	}
+	b.unsubscribeRelay()
 	time.Sleep(time.Second)
 	before, _ := readProc(pid)
 	m := startMeter(pid)
 	t0 := time.Now()
-	if err := b.subscribeRelay(ctx, k); err != nil {
+	if err := b.subscribeRelay(ctx, k, false); err != nil {
 		return nil, fmt.Errorf("relay: %w", err)
 	}
 	r := &Result{Scenario: "d", System: "relay", Case: fmt.Sprintf("%d idle subscriptions", k), Unit: "conn",
 		Count: float64(k), Seconds: time.Since(t0).Seconds()}
 	measure(r, m)
-	for _, d := range b.relayDevs[:k] {
-		d.tr.CloseIdleConnections()
-	}
 	time.Sleep(2 * time.Second)
 	after, _ := readProc(pid)
 	r.Extra = map[string]float64{
@@ -780,29 +776,46 @@ func (b *bench) relayIdle(ctx context.Context, k int) (*Result, error) {
 		"rss_per_conn_kib": float64(after.RSS-before.RSS) / float64(k) / 1024,
 	}
 	r.Notes = "RSS per channel = (relay RSS with the WebSockets open and idle - before) / count"
-	for _, d := range b.relayDevs {
-		d.unsubscribe()
-	}
+	b.unsubscribeRelay()
 	return r, nil
 }
 
-// goroutines reads the server child's goroutine count from pprof.
-func (b *bench) goroutines(ctx context.Context) int {
+// memStats reads the server child's runtime.MemStats (after a GC) and
+// goroutine count from its pprof listener; nil without one.
+func (b *bench) memStats(ctx context.Context) map[string]float64 {
 	if b.pprof == "" {
-		return 0
+		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.pprof+"/debug/pprof/goroutine?debug=1", nil)
-	if err != nil {
-		return 0
+	get := func(path string) string {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.pprof+path, nil)
+		if err != nil {
+			return ""
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		return string(body)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
+	out := map[string]float64{}
+	// The heap profile in text form ends with MemStats: "# HeapAlloc = 123",
+	// "# Stack = inuse / sys".
+	for _, line := range strings.Split(get("/debug/pprof/heap?gc=1&debug=1"), "\n") {
+		var name string
+		var v float64
+		if n, _ := fmt.Sscanf(line, "# %s = %g", &name, &v); n == 2 {
+			out[name] = v
+		}
 	}
-	defer resp.Body.Close()
-	var n int
-	fmt.Fscanf(resp.Body, "goroutine profile: total %d", &n)
-	return n
+	var g float64
+	fmt.Sscanf(get("/debug/pprof/goroutine?debug=1"), "goroutine profile: total %g", &g)
+	out["goroutines"] = g
+	if len(out) < 2 {
+		return nil
+	}
+	return out
 }
 
 func openFiles() int {
@@ -820,7 +833,7 @@ func (b *bench) scenarioStorm(ctx context.Context) error {
 	if err := b.ensurePool(ctx, k, false); err != nil {
 		return err
 	}
-	if err := b.connectLive(ctx, 0, k); err != nil {
+	if err := b.connectLive(ctx, 0, k, false); err != nil {
 		return err
 	}
 	for _, kind := range b.s.Storm {
@@ -840,13 +853,14 @@ func (b *bench) scenarioStorm(ctx context.Context) error {
 		var wg sync.WaitGroup
 		for _, d := range b.pool[:k] {
 			wg.Go(func() {
+				fresh := kind == "warm"
 				for attempt := 0; attempt < 6 && ctx.Err() == nil; attempt++ {
 					if attempt > 0 {
 						retries.Add(1)
 						backoff := min(250*time.Millisecond<<(attempt-1), 4*time.Second)
 						time.Sleep(backoff + rand.N(250*time.Millisecond))
 					}
-					if kind == "cold" && attempt == 0 {
+					if !fresh {
 						// A restarted client: a new Conn, so a new
 						// secure-channel session (RSA) and new TLS.
 						tr := b.newTransport()
@@ -855,13 +869,14 @@ func (b *bench) scenarioStorm(ctx context.Context) error {
 							first.set(err)
 							continue
 						}
-						d.tr, d.conn = tr, conn
+						d.tr, d.conn, fresh = tr, conn, true
 					}
 					if err := b.openLive(ctx, d, true); err != nil {
 						first.set(err)
 						continue
 					}
 					lat.add(time.Since(t0))
+					d.closeIdle()
 					return
 				}
 				failed.Add(1)
