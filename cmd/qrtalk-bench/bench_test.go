@@ -99,7 +99,7 @@ func TestEveryScenarioTiny(t *testing.T) {
 			t.Errorf("profile %s: missing or empty (%v)", p, err)
 		}
 	}
-	wantProfiles := []string{"server-cpu-idle-connect.pprof", "server-cpu-storm-warm.pprof", "server-cpu-storm-cold.pprof",
+	wantProfiles := []string{"server-cpu-idle-connect.pprof", "server-heap-idle.pprof", "server-cpu-storm-warm.pprof", "server-cpu-storm-cold.pprof",
 		"server-allocs-live-before.pprof", "server-cpu-live.pprof", "server-allocs-live-after.pprof",
 		"server-cpu-queue.pprof", "server-cpu-drain.pprof", "server-cpu-upload.pprof", "server-cpu-download.pprof"}
 	if strings.Join(names, " ") != strings.Join(wantProfiles, " ") {

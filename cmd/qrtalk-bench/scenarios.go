@@ -740,6 +740,9 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 		"bench_open_files":             float64(openFiles()),
 	}
 	// What the RSS is made of, from the server's runtime (after a GC).
+	if b.s.ProfileDir != "" && b.pprof != "" {
+		b.fetchProfile(ctx, "/debug/pprof/heap?gc=1", filepath.Join(b.s.ProfileDir, "server-heap-idle.pprof"))
+	}
 	if memAfter := b.memStats(ctx); memAfter != nil && memBefore != nil {
 		per := func(k string) float64 { return (memAfter[k] - memBefore[k]) / float64(r.Count) }
 		r.Extra["heap_live_per_conn_kib"] = per("HeapAlloc") / 1024
