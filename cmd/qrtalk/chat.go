@@ -139,6 +139,7 @@ type (
 	chatTickMsg      time.Time                    // every second: countdowns, expiry
 	chatListenErrMsg struct{ err error }
 	chatLoadedMsg    struct {
+		seq  int // which load: an older one's result comes too late
 		msgs []*client.Received
 		err  error
 	}
@@ -164,6 +165,8 @@ type chatModel struct {
 	typing     map[string]time.Time
 	lastTyping time.Time
 	sending    int
+	loads      int    // loads started
+	loaded     int    // the newest load whose result is shown
 	status     string // the last error or notice
 	width      int
 	height     int
@@ -183,10 +186,11 @@ func chatTick() tea.Cmd {
 // load re-reads the conversation: the SDK deletes what expired and
 // marks the rest read.
 func (m *chatModel) load() tea.Cmd {
-	acc, ctx, to := m.acc, m.ctx, m.to
+	m.loads++
+	acc, ctx, to, seq := m.acc, m.ctx, m.to, m.loads
 	return func() tea.Msg {
 		msgs, err := acc.Messages(ctx, to, true)
-		return chatLoadedMsg{msgs, err}
+		return chatLoadedMsg{seq, msgs, err}
 	}
 }
 
@@ -200,6 +204,10 @@ func (m *chatModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		m.prune()
 		return m, tea.Batch(m.load(), chatTick())
 	case chatLoadedMsg:
+		if msg.seq < m.loaded {
+			return m, nil // loads run concurrently: a newer one is shown
+		}
+		m.loaded = msg.seq
 		if msg.err != nil {
 			m.status = "reading: " + oneLine(msg.err.Error())
 			return m, nil

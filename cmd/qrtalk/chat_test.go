@@ -280,3 +280,16 @@ func TestChatNotATerminal(t *testing.T) {
 		t.Errorf("stderr lacks the reason or the hint:\n%s", errOut)
 	}
 }
+
+// Loads run concurrently: an older one's result never replaces a newer.
+func TestChatStaleLoad(t *testing.T) {
+	m, f, clk := newTestChat(t)
+	old := m.load()
+	f.msgs = []*client.Received{textMsg(1, "bob", false, "newer", clk.t, time.Hour)}
+	run(m, m.load())
+	f.msgs = nil
+	m.Update(old())
+	if v := m.View(); !strings.Contains(v, "newer") {
+		t.Fatalf("a stale load replaced a newer one:\n%s", v)
+	}
+}
