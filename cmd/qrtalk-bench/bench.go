@@ -62,6 +62,7 @@ func Run(ctx context.Context, s *Settings, out, log io.Writer) (*Report, error) 
 			runErr = ctx.Err()
 			break
 		}
+		b.settle(ctx)
 		b.logf("scenario %s", sc)
 		var err error
 		switch sc {
@@ -105,10 +106,11 @@ type bench struct {
 	t0  time.Time
 	dir string
 
-	opts   client.Options // Server and ServerFP; each device has its own HTTP client
-	srv    *child         // nil with --server
-	srvPID int
-	pprof  string // host:port of the server child's pprof, or ""
+	opts    client.Options // Server and ServerFP; each device has its own HTTP client
+	srv     *child         // nil with --server
+	srvPID  int
+	pprof   string // host:port of the server child's pprof, or ""
+	metrics string // host:port of the server's /metrics, or ""
 
 	relay     *child
 	relayDevs []*relayDevice
@@ -138,7 +140,7 @@ func (b *bench) start(ctx context.Context) error {
 		}
 		b.srv = c
 		b.srvPID = c.pid()
-		b.pprof = c.hello.Pprof
+		b.pprof, b.metrics = c.hello.Pprof, c.hello.Metrics
 		if err := checkLoopbackURL(c.hello.URL); err != nil {
 			return err
 		}
@@ -158,7 +160,7 @@ func (b *bench) start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("--fingerprint: %w", err)
 		}
-		b.opts.Server, b.opts.ServerFP, b.srvPID = s.Server, fp, s.ServerPID
+		b.opts.Server, b.opts.ServerFP, b.srvPID, b.metrics = s.Server, fp, s.ServerPID, s.Metrics
 		b.rep.Server = "running qrtalkd at " + s.Server
 		if b.srvPID == 0 {
 			b.rep.Server += " (no --server-pid: server CPU and RSS not measured)"
@@ -547,6 +549,56 @@ func (b *bench) unsubscribeRelay() {
 		b.relayDevs[i].unsubscribe()
 		return nil
 	})
+}
+
+// settle waits (up to 60 s) until the server is quiet: under 10% of a
+// core over half a second, so that what one scenario left behind (a queue
+// still being deleted, connections closing) is not measured in the next.
+func (b *bench) settle(ctx context.Context) {
+	if b.srvPID == 0 {
+		return
+	}
+	start := time.Now()
+	for time.Since(start) < 60*time.Second && ctx.Err() == nil {
+		s0, err := readProc(b.srvPID)
+		if err != nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+		s1, err := readProc(b.srvPID)
+		if err != nil || s1.CPU-s0.CPU < 0.05 {
+			break
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		b.logf("waited %.0fs for the server to be quiet", d.Seconds())
+	}
+}
+
+// queueDepth reads qrtalkd_queue_depth from the server's metrics.
+func (b *bench) queueDepth(ctx context.Context) (float64, bool) {
+	if b.metrics == "" {
+		return 0, false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.metrics+"/metrics", nil)
+	if err != nil {
+		return 0, false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "qrtalkd_queue_depth "); ok {
+			var n float64
+			if _, err := fmt.Sscan(v, &n); err == nil {
+				return n, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // ---- helpers ----

@@ -46,6 +46,7 @@ type childHello struct {
 	Fingerprint string `json:"fingerprint,omitempty"` // qrtalkd: server key fingerprint
 	CertSHA256  string `json:"cert_sha256,omitempty"` // relay: pinned certificate
 	Pprof       string `json:"pprof,omitempty"`       // host:port of net/http/pprof
+	Metrics     string `json:"metrics,omitempty"`     // host:port of qrtalkd's /metrics
 }
 
 // serverArgs are the qrtalkd options of a measured server: loopback, open
@@ -60,6 +61,7 @@ func serverArgs(data string) []string {
 		"--rate-device", "off",
 		"--rate-directory", "off",
 		"--log-level", "warn",
+		"--metrics-listen", "127.0.0.1:0",
 	}
 }
 
@@ -133,7 +135,11 @@ func serverChild(ctx context.Context, args []string) error {
 	})
 	psrv := &http.Server{Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
 	go psrv.Serve(pln)
-	hello(childHello{URL: d.URL(), Fingerprint: d.Fingerprint().String(), Pprof: pln.Addr().String()})
+	h := childHello{URL: d.URL(), Fingerprint: d.Fingerprint().String(), Pprof: pln.Addr().String()}
+	if a := d.MetricsAddr(); a != nil {
+		h.Metrics = a.String()
+	}
+	hello(h)
 	select {
 	case <-ctx.Done():
 	case <-d.Failed():
@@ -239,8 +245,9 @@ func spawnChild(ctx context.Context, kind, qrtalkd, dir string) (*child, error) 
 				sent = true
 				continue
 			}
-			// qrtalkd serve prints "  URL:  https://..." and
-			// "  Fingerprint:   <base64url>" (then the numeric form).
+			// qrtalkd serve prints "  URL:  https://...",
+			// "  Fingerprint:   <base64url>" (then the numeric form) and
+			// "  Metrics:  http://host:port/metrics".
 			f := strings.Fields(line)
 			if len(f) == 2 && f[0] == "URL:" {
 				h.URL = f[1]
@@ -248,7 +255,10 @@ func spawnChild(ctx context.Context, kind, qrtalkd, dir string) (*child, error) 
 			if len(f) == 2 && f[0] == "Fingerprint:" && h.Fingerprint == "" {
 				h.Fingerprint = f[1]
 			}
-			if h.URL != "" && h.Fingerprint != "" {
+			if len(f) == 2 && f[0] == "Metrics:" {
+				h.Metrics = strings.TrimSuffix(strings.TrimPrefix(f[1], "http://"), "/metrics")
+			}
+			if h.URL != "" && h.Fingerprint != "" && h.Metrics != "" {
 				c.hello = h
 				got <- nil
 				sent = true

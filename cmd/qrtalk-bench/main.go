@@ -57,6 +57,7 @@ type Settings struct {
 	Server      string `json:"server,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
 	ServerPID   int    `json:"server_pid,omitempty"`
+	Metrics     string `json:"metrics,omitempty"`
 	Qrtalkd     string `json:"qrtalkd,omitempty"`
 
 	Scenarios     []string      `json:"scenarios"`
@@ -140,6 +141,7 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 	fs.StringVar(&s.Server, "server", "", "URL of a running qrtalkd on 127.0.0.1 or ::1 (default: spawn one); it needs open registration and no rate limits")
 	fs.StringVar(&s.Fingerprint, "fingerprint", "", "with --server: the server key's fingerprint")
 	fs.IntVar(&s.ServerPID, "server-pid", 0, "with --server: its process ID, to read its CPU time and RSS")
+	fs.StringVar(&s.Metrics, "metrics", "", "with --server: its metrics listener, host:port on 127.0.0.1 (b then waits for the queue to empty)")
 	spawn := fs.Bool("spawn", false, "spawn the server (the default without --server)")
 	fs.StringVar(&s.Qrtalkd, "qrtalkd", "", "spawn this qrtalkd binary instead of the bench's own server child")
 	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of a (live), b (store), c (group), d (idle), e (storm), f (media)")
@@ -184,6 +186,11 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 		}
 		if s.Qrtalkd != "" {
 			return nil, errors.New("--qrtalkd spawns a server: not with --server")
+		}
+		if s.Metrics != "" {
+			if err := checkLoopbackURL("https://" + s.Metrics); err != nil {
+				return nil, fmt.Errorf("--metrics: want 127.0.0.1:PORT or [::1]:PORT")
+			}
 		}
 	}
 	var err error
