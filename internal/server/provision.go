@@ -58,28 +58,12 @@ type provisioning struct {
 // newProvisioning makes the table and starts its sweeper, which deletes
 // expired mailboxes every SweepInterval until the server drains.
 func (s *Server) newProvisioning() *provisioning {
-	p := &provisioning{
+	return &provisioning{
 		s:       s,
 		boxes:   map[protocol.LinkMailbox]*provisionBox{},
 		perIP:   map[netip.Addr]int{},
 		waiters: map[protocol.LinkMailbox]map[chan struct{}]struct{}{},
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		t := time.NewTicker(s.opts.SweepInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-s.ctx.Done():
-				p.clear()
-				return
-			case <-t.C:
-				p.sweep(s.opts.Now())
-			}
-		}
-	}()
-	return p
 }
 
 // removeLocked deletes a mailbox and gives back what it counted for.

@@ -247,7 +247,7 @@ func TestProvisionDrainEndsLongPolls(t *testing.T) {
 // its message is gone, the sweeper frees what it counted for, and the
 // mailbox may be written again.
 func TestProvisionExpiry(t *testing.T) {
-	ts := newTestServer(t, func(o *server.Options) { o.SweepInterval = 10 * time.Millisecond })
+	ts := newTestServer(t)
 	pc := ts.prov(t)
 	m := newMailbox()
 	if status, body := pc.put(m, fakeLinkMessage()); status != 200 {
@@ -274,10 +274,10 @@ func TestProvisionExpiry(t *testing.T) {
 	status, body = pc.put(newMailbox(), fakeLinkMessage())
 	wantError(t, "put over the per-IP limit", status, body, api.ErrRateLimited)
 	ts.clock.Advance(protocol.LinkLifetime)
-	waitFor(t, "the sweeper to free the expired mailboxes", func() bool {
-		status, _ := pc.put(newMailbox(), fakeLinkMessage())
-		return status == 200
-	})
+	ts.srv.Sweep(context.Background())
+	if status, body := pc.put(newMailbox(), fakeLinkMessage()); status != 200 {
+		t.Fatalf("put after the sweep: %d %s", status, body)
+	}
 }
 
 // TestProvisionFull: at most 10,000 mailboxes at once; then 503, and

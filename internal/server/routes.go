@@ -32,9 +32,8 @@ func (s *Server) routes() {
 	handle(api.RouteLive, s.handleLive)
 	handle(api.RouteUpload, s.handleUpload)
 	handle(api.RouteDownload, s.handleDownload)
-	prov := s.newProvisioning()
-	handle(api.RouteProvisionPut, prov.handlePut)
-	handle(api.RouteProvisionTake, prov.handleTake)
+	handle(api.RouteProvisionPut, s.prov.handlePut)
+	handle(api.RouteProvisionTake, s.prov.handleTake)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, api.ErrNoRoute.With("%s %s", r.Method, r.URL.Path))
 	})

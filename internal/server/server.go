@@ -33,6 +33,7 @@ type Server struct {
 	hub      *hub
 	queue    *store.QueueWriter
 	limits   *limiters
+	prov     *provisioning // device-link mailboxes
 	metrics  *metrics
 	proxies  *proxyList
 	bus      bus.Bus // nil on a single node
@@ -79,6 +80,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(opts.Registerer, s)
 	s.hub = newHub()
+	s.prov = s.newProvisioning()
 	s.queue = store.NewQueueWriter(opts.Store, store.QueueWriterOptions{})
 	if opts.Bus != nil {
 		s.bus = opts.Bus
@@ -127,6 +129,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	s.prov.clear() // link secrets' ciphertexts do not outlive the server
 	return s.queue.Close()
 }
 

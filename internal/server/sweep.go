@@ -45,6 +45,7 @@ func (s *Server) Sweep(ctx context.Context) {
 	if err := s.opts.Store.Vacuum(ctx); err != nil {
 		s.opts.Logger.Warn("sweeper: vacuum", "err", err)
 	}
+	s.prov.sweep(now)
 	s.sessions.sweep(now)
 	s.limits.sweep(now)
 }
