@@ -88,7 +88,7 @@ func Run(ctx context.Context, s *Settings, out, log io.Writer) (*Report, error) 
 	b.rep.Seconds = time.Since(b.t0).Seconds()
 	fmt.Fprintln(out)
 	printTable(out, b.rep.Results)
-	printIdle(out, b.rep.Results)
+	printIdle(out, b.rep.Results, "")
 	fmt.Fprintln(out)
 	printTargets(out, b.rep.Targets)
 	for _, p := range b.rep.Profiles {

@@ -105,10 +105,23 @@ func TestEveryScenarioTiny(t *testing.T) {
 	if strings.Join(names, " ") != strings.Join(wantProfiles, " ") {
 		t.Errorf("profiles: %v, want %v", names, wantProfiles)
 	}
-	for _, s := range []string{"sealed", "test keys", "qrtalkd/relay"} {
+	for _, s := range []string{"sealed", "test keys", "qrtalkd/relay", "qrtalkd / bare relay", "KiB per channel"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("output does not mention %q", s)
 		}
+	}
+
+	// A saved report prints again, targets judged anew.
+	var again bytes.Buffer
+	md := filepath.Join(dir, "again.md")
+	if code := run(ctx, []string{"--from-json", jsonPath, "--markdown", md}, &again, &errb); code != 0 {
+		t.Fatalf("--from-json: exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(again.String(), "live 1 KiB, 10 dev, full rate") || !strings.Contains(again.String(), "qrtalkd / bare relay") {
+		t.Errorf("--from-json printed:\n%s", again.String())
+	}
+	if b, err := os.ReadFile(md); err != nil || !strings.Contains(string(b), "| target | want |") {
+		t.Errorf("--from-json --markdown: %v\n%s", err, b)
 	}
 }
 

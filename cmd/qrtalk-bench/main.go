@@ -76,6 +76,7 @@ type Settings struct {
 	BlobSize      int64         `json:"blob_size"`
 	Relay         bool          `json:"relay"`
 	JSON          string        `json:"-"`
+	FromJSON      string        `json:"-"`
 	Markdown      string        `json:"-"`
 	ProfileDir    string        `json:"-"`
 	Timeout       time.Duration `json:"timeout_ns"`
@@ -109,7 +110,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if s.Quiet {
 		progress = io.Discard
 	}
-	rep, err := Run(ctx, s, stdout, progress)
+	var rep *Report
+	if s.FromJSON != "" {
+		rep, err = reprint(s.FromJSON, stdout)
+		s.JSON = ""
+	} else {
+		rep, err = Run(ctx, s, stdout, progress)
+	}
 	if rep != nil && s.JSON != "" {
 		if werr := writeJSON(s.JSON, rep); werr != nil {
 			fmt.Fprintf(stderr, "qrtalk-bench: writing %s: %v\n", s.JSON, werr)
@@ -161,6 +168,7 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 	fs.BoolVar(&s.Relay, "relay", true, "run the bare-relay baseline beside scenarios a, c and f")
 	fs.StringVar(&s.JSON, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&s.Markdown, "markdown", "", "write the table as Markdown to this file")
+	fs.StringVar(&s.FromJSON, "from-json", "", "run nothing: print the table of a report written by --json (targets judged again)")
 	fs.StringVar(&s.ProfileDir, "profile-dir", "", "write pprof CPU and allocation profiles of the spawned server during scenario a here")
 	fs.DurationVar(&s.Timeout, "timeout", 20*time.Minute, "stop everything after this long")
 	fs.BoolVar(&s.Quiet, "quiet", false, "no progress on standard error")

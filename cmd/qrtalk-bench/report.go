@@ -237,7 +237,7 @@ func printMarkdown(w io.Writer, rep *Report) {
 			fmtNum(r.ServerCPU), fmtNum(r.CPUPerUnit), fmtNum(r.PeakRSSMiB), ratio)
 	}
 	fmt.Fprintln(w)
-	printIdle(w, rep.Results)
+	printIdle(w, rep.Results, "- ")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| target | want | measured | verdict |")
 	fmt.Fprintln(w, "|---|---|---|---|")
@@ -252,11 +252,11 @@ func printMarkdown(w io.Writer, rep *Report) {
 
 // printIdle says what scenario d is about, which the table's columns do
 // not show: server RSS per idle channel.
-func printIdle(w io.Writer, results []Result) {
+func printIdle(w io.Writer, results []Result, prefix string) {
 	for _, r := range results {
 		if r.Scenario == "d" {
-			fmt.Fprintf(w, "d: %s: server RSS %.0f -> %.0f MiB, %.1f KiB per channel", r.System,
-				r.Extra["rss_before_mib"], r.Extra["rss_after_mib"], r.Extra["rss_per_conn_kib"])
+			fmt.Fprintf(w, "%sd: %s: server RSS %.0f -> %.0f MiB, %.1f KiB per channel",
+				prefix, r.System, r.Extra["rss_before_mib"], r.Extra["rss_after_mib"], r.Extra["rss_per_conn_kib"])
 			if h, ok := r.Extra["heap_live_per_conn_kib"]; ok {
 				fmt.Fprintf(w, " (live heap %.1f KiB, goroutine stacks %.1f KiB, %.1f goroutines)",
 					h, r.Extra["stack_per_conn_kib"], r.Extra["goroutines_per_conn"])
@@ -285,4 +285,24 @@ func writeJSON(path string, rep *Report) error {
 		return err
 	}
 	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// reprint reads a report written by --json, judges its targets again and
+// prints its table.
+func reprint(path string, out io.Writer) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	rep.Targets = targets(rep.Results, &rep.Settings, rep.Machine.CPUs)
+	fmt.Fprintf(out, "qrtalk-bench report of %s: %s\n\n", rep.Started.Format(time.RFC3339), rep.Server)
+	printTable(out, rep.Results)
+	printIdle(out, rep.Results, "")
+	fmt.Fprintln(out)
+	printTargets(out, rep.Targets)
+	return &rep, nil
 }

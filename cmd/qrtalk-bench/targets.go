@@ -59,7 +59,7 @@ func targets(rs []Result, s *Settings, cores int) []Target {
 			}
 		}
 	}
-	ts = append(ts, t)
+	ts = append(ts, t, r)
 
 	half := find("a", "qrtalkd", "half rate")
 	t = Target{Name: "a: p99 latency at half of full rate", Want: "<= 10 ms", Verdict: "not measured"}
