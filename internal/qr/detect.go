@@ -121,8 +121,12 @@ func decodeBits(img *gozxing.BitMatrix) (string, error) {
 // as bottom-left, top-left and top-right.
 func (f *finder) find() (bl, tl, tr *detector.FinderPattern, err error) {
 	skip := minSkip
-	done := false
-	for i := skip - 1; i < f.height && !done; i += skip {
+	// ZXing stops at the first three confirmed centres; we scan the whole
+	// image, since a code's data modules can form a finder-like shape
+	// above its real bottom-left corner (a clean terminal drawing did), and
+	// selectBest then picks the three that best form the corners. The scan
+	// stays linear in the number of pixels.
+	for i := skip - 1; i < f.height; i += skip {
 		var counts [5]int
 		state := 0
 		for j := 0; j < f.width; j++ {
@@ -153,21 +157,18 @@ func (f *finder) find() (bl, tl, tr *detector.FinderPattern, err error) {
 				continue
 			}
 			skip = 2
-			if f.hasSkipped {
-				done = f.multiplyConfirmed()
-			} else if rowSkip := f.rowSkip(); rowSkip > counts[2] {
-				// Two confirmed centres: jump to where the third should be.
-				i += rowSkip - counts[2] - skip
-				j = f.width - 1
+			if !f.hasSkipped {
+				if rowSkip := f.rowSkip(); rowSkip > counts[2] {
+					// Two confirmed centres: jump to where the third should be.
+					i += rowSkip - counts[2] - skip
+					j = f.width - 1
+				}
 			}
 			state = 0
 			counts = [5]int{}
 		}
 		if crossRatio(counts, 2) && f.handle(counts, i, f.width) {
 			skip = counts[0]
-			if f.hasSkipped {
-				done = f.multiplyConfirmed()
-			}
 		}
 		if f.full {
 			return nil, nil, nil, errTooManyCandidates
@@ -382,35 +383,22 @@ func (f *finder) rowSkip() int {
 	return 0
 }
 
-// multiplyConfirmed reports whether at least three centres are confirmed
-// and their module sizes agree, so the scan can stop.
-func (f *finder) multiplyConfirmed() bool {
-	confirmed := 0
-	total := 0.0
-	for _, c := range f.centers {
-		if c.count >= centerQuorum {
-			confirmed++
-			total += c.size
-		}
-	}
-	if confirmed < 3 {
-		return false
-	}
-	// ZXing divides by all candidates, not only the confirmed ones; we keep
-	// its behaviour, which its tests were tuned with.
-	average := total / float64(len(f.centers))
-	deviation := 0.0
-	for _, c := range f.centers {
-		deviation += math.Abs(c.size - average)
-	}
-	return deviation <= 0.05*total
-}
-
 // selectBest returns the three centres with similar module sizes that come
 // closest to an isosceles right triangle, ordered bottom-left, top-left,
 // top-right.
 func (f *finder) selectBest() (bl, tl, tr *detector.FinderPattern, err error) {
 	cs := f.centers
+	// Centres met by several scan rows are the likely corners; single
+	// sightings count only when there are not three of the others.
+	var confirmed []center
+	for _, c := range cs {
+		if c.count >= centerQuorum {
+			confirmed = append(confirmed, c)
+		}
+	}
+	if len(confirmed) >= 3 {
+		cs = confirmed
+	}
 	if len(cs) < 3 {
 		return nil, nil, nil, fmt.Errorf("%w: %d finder patterns", ErrNotFound, len(cs))
 	}

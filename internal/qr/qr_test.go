@@ -2,8 +2,10 @@ package qr
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"image"
 	"image/color"
@@ -985,6 +987,47 @@ func BenchmarkDecodeNoCode(b *testing.B) {
 	for b.Loop() {
 		if _, err := Decode(img); !errors.Is(err, ErrNotFound) {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestDecodeFinderLookalike decodes a code whose data modules form a
+// finder-like shape above its real bottom-left corner. The detector used to
+// stop at the first three confirmed centres, took that shape for a corner,
+// and failed on a clean drawing (seen in CI with this very contact code).
+// Random codes of the same shape at several module sizes must decode too.
+func TestDecodeFinderLookalike(t *testing.T) {
+	t.Parallel()
+	texts := []string{"qrtalk:contact?v=1&s=https%3A%2F%2F127.0.0.1%3A39155&sfp=fSRh2CgJUtHCsKrGUyz9-rHHzhiIlev36FrNqc8H1pI&u=hgwqflpnn5jqacoz7yhewwjuti&fp=sivQxZwZN0YXGDPgHDjb0LxH0Rg_SX9dtkM_SN0i0W4"}
+	rng := rand.New(rand.NewPCG(6, 7))
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	for range 40 {
+		id := make([]byte, 26)
+		for i := range id {
+			id[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		fp := make([]byte, 32)
+		for i := range fp {
+			fp[i] = byte(rng.Uint32())
+		}
+		texts = append(texts, fmt.Sprintf("qrtalk:contact?v=1&s=https%%3A%%2F%%2F127.0.0.1%%3A%d&sfp=fSRh2CgJUtHCsKrGUyz9-rHHzhiIlev36FrNqc8H1pI&u=%s&fp=%s",
+			1024+rng.IntN(60000), id, base64.RawURLEncoding.EncodeToString(fp)))
+	}
+	for i, text := range texts {
+		out, err := Terminal(text, TerminalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		drawn := parseTerminal(t, out)
+		drawn = drawn[:len(drawn)-1] // the half row below the code
+		for px := 1; px <= 6; px++ {
+			got, err := Decode(renderCells(drawn, 255, 0, px))
+			if err != nil {
+				t.Fatalf("code %d at %d px per module: %v", i, px, err)
+			}
+			if got != text {
+				t.Fatalf("code %d at %d px: decoded %q", i, px, got)
+			}
 		}
 	}
 }
