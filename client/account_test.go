@@ -223,7 +223,17 @@ func TestGroupAndKeyChange(t *testing.T) {
 	if err != nil || c.Trust() != "CHANGED" {
 		t.Fatalf("contact after key change: %v %+v", err, c)
 	}
-	if _, err := alice.AcceptKeyChange(ctx, name(carol)); err != nil {
+	if c.Pending == nil || c.Pending.Equal(c.Identity) {
+		t.Fatalf("changed contact without the new key: %+v", c)
+	}
+	// Accepting a fingerprint other than the pending key's pins nothing.
+	if _, err := alice.AcceptKeyChange(ctx, name(carol), c.Fingerprint()); !errors.Is(err, client.ErrKeyChanged) {
+		t.Fatalf("accept with the old fingerprint: %v", err)
+	}
+	if _, err := alice.Send(ctx, name(carol), []byte("still you?"), client.SendOptions{}); !errors.Is(err, client.ErrKeyChanged) {
+		t.Fatalf("send after a refused accept: %v", err)
+	}
+	if _, err := alice.AcceptKeyChange(ctx, name(carol), protocol.IdentityFingerprint(c.Pending)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := alice.Send(ctx, name(carol), []byte("welcome back"), client.SendOptions{}); err != nil {

@@ -34,6 +34,9 @@ type Contact struct {
 	Verified bool
 	// Changed: the server now shows another key (see ErrKeyChanged).
 	Changed bool
+	// Pending is that other key, as the server showed it when the change
+	// was found; nil unless Changed. AcceptKeyChange pins it.
+	Pending *protocol.PublicKey
 	Added   time.Time
 }
 
@@ -116,7 +119,7 @@ func (a *Account) AddContact(ctx context.Context, ref, name string) (*Contact, e
 
 // Contact finds a contact by name or user ID.
 func (a *Account) Contact(ctx context.Context, who string) (*Contact, error) {
-	row := a.db.QueryRowContext(ctx, `SELECT user, name, identity, verified, pending IS NOT NULL, added FROM contacts WHERE name = ? OR user = ?`,
+	row := a.db.QueryRowContext(ctx, `SELECT user, name, identity, verified, pending, added FROM contacts WHERE name = ? OR user = ?`,
 		sanitizeName(who), strings.ToLower(strings.TrimSpace(who)))
 	c, err := scanContact(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -130,9 +133,9 @@ type scanner interface{ Scan(...any) error }
 func scanContact(row scanner) (*Contact, error) {
 	var c Contact
 	var user string
-	var key []byte
+	var key, pending []byte
 	var added int64
-	if err := row.Scan(&user, &c.Name, &key, &c.Verified, &c.Changed, &added); err != nil {
+	if err := row.Scan(&user, &c.Name, &key, &c.Verified, &pending, &added); err != nil {
 		return nil, err
 	}
 	var err error
@@ -142,13 +145,19 @@ func scanContact(row scanner) (*Contact, error) {
 	if c.Identity, err = protocol.ParsePublicKey(key); err != nil {
 		return nil, err
 	}
+	if pending != nil {
+		c.Changed = true
+		if c.Pending, err = protocol.ParsePublicKey(pending); err != nil {
+			return nil, err
+		}
+	}
 	c.Added = time.Unix(added, 0)
 	return &c, nil
 }
 
 // Contacts lists the contacts by name.
 func (a *Account) Contacts(ctx context.Context) ([]*Contact, error) {
-	rows, err := a.db.QueryContext(ctx, `SELECT user, name, identity, verified, pending IS NOT NULL, added FROM contacts ORDER BY name`)
+	rows, err := a.db.QueryContext(ctx, `SELECT user, name, identity, verified, pending, added FROM contacts ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -193,9 +202,12 @@ func (a *Account) VerifyContact(ctx context.Context, who, fingerprint string) (*
 	return c, nil
 }
 
-// AcceptKeyChange pins the new identity key a contact's server showed,
-// unverified, so that sending works again.
-func (a *Account) AcceptKeyChange(ctx context.Context, who string) (*Contact, error) {
+// AcceptKeyChange pins the new identity key a contact's server showed
+// (Contact.Pending), once the user has checked it with them. seen is the
+// fingerprint the user was shown and compared: if the pending key is not
+// that one (the server showed yet another key in between), nothing is
+// pinned and the error wraps ErrKeyChanged. The new key starts unverified.
+func (a *Account) AcceptKeyChange(ctx context.Context, who string, seen protocol.Fingerprint) (*Contact, error) {
 	c, err := a.Contact(ctx, who)
 	if err != nil {
 		return nil, err
@@ -203,8 +215,16 @@ func (a *Account) AcceptKeyChange(ctx context.Context, who string) (*Contact, er
 	if !c.Changed {
 		return nil, fmt.Errorf("%s's key has not changed", c.Name)
 	}
-	if _, err := a.db.ExecContext(ctx, `UPDATE contacts SET identity = pending, pending = NULL, verified = 0 WHERE user = ?`, c.User.String()); err != nil {
+	if !protocol.IdentityFingerprint(c.Pending).Equal(seen) {
+		return nil, fmt.Errorf("%w: %s's new key is not the one whose fingerprint was shown; nothing accepted", ErrKeyChanged, c.Name)
+	}
+	res, err := a.db.ExecContext(ctx, `UPDATE contacts SET identity = pending, pending = NULL, verified = 0 WHERE user = ? AND pending = ?`,
+		c.User.String(), c.Pending.Bytes())
+	if err != nil {
 		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, fmt.Errorf("%w: %s's pending key changed while accepting; nothing accepted", ErrKeyChanged, c.Name)
 	}
 	return a.Contact(ctx, who)
 }

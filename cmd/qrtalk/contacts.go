@@ -279,21 +279,14 @@ func (a *app) contactAccept(ctx context.Context, c *command, args []string) erro
 	if !ct.Changed {
 		return withHint(fmt.Errorf("%s's key has not changed: nothing to accept", ct.Name), "'qrtalk contacts' marks a changed key CHANGED")
 	}
-	newFP := "(could not be fetched)"
-	if conn, err := acc.Conn(ctx); err == nil {
-		if dir, err := conn.Directory(ctx, ct.User); err == nil {
-			if k, err := protocol.ParsePublicKey(dir.IdentityKey); err == nil {
-				newFP = protocol.IdentityFingerprint(k).Numeric()
-			}
-		}
-	}
+	seen := protocol.IdentityFingerprint(ct.Pending)
 	fmt.Fprintf(a.stderr, `WARNING: the server now gives %s another identity key.
   pinned fingerprint:  %s
   new fingerprint:     %s
 This happens when %s re-installed or lost their device, and also when someone
 is trying to read your messages to them. Check the new fingerprint with %s in
 person or on a call before you trust it.
-`, ct.Name, ct.Fingerprint().Numeric(), newFP, ct.Name, ct.Name)
+`, ct.Name, ct.Fingerprint().Numeric(), seen.Numeric(), ct.Name, ct.Name)
 	if !*yes {
 		if !a.canPrompt() {
 			return usage("run 'qrtalk contact accept "+shellWord(ct.Name)+" --yes' once you have checked the new fingerprint",
@@ -307,7 +300,7 @@ person or on a call before you trust it.
 			return fmt.Errorf("not accepted; sending to %s stays stopped", ct.Name)
 		}
 	}
-	ct, err = acc.AcceptKeyChange(ctx, ct.Name)
+	ct, err = acc.AcceptKeyChange(ctx, ct.Name, seen)
 	if err != nil {
 		return err
 	}
