@@ -1,0 +1,373 @@
+// Helpers of the browser tests: a real qrtalkd on 127.0.0.1, real qrtalk CLI
+// users, and Debian's Chromium driven by playwright-core. Everything started
+// here is stopped by stopAll() (call it from after()), and killed on exit if
+// a test run dies before that.
+//
+// The Go test web/jstest_test.go builds the binaries once and passes their
+// directory in QRTALK_WEB_BINS; run alone (npm run test:browser) the harness
+// builds them itself.
+
+import { spawn, execFile, spawnSync } from 'node:child_process';
+import { mkdtemp, mkdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const screenshotDir = path.join(repoRoot, 'docs', 'screenshots');
+export const chromiumPath = '/usr/bin/chromium';
+
+export const phone = { width: 390, height: 844 };
+export const desktop = { width: 1280, height: 800 };
+
+// Time limits. Generating RSA-3072 keys in the browser takes seconds on a
+// loaded two-core machine, so the UI steps get generous but bounded time.
+export const STEP_TIMEOUT = 60_000;
+export const TEST_TIMEOUT = 8 * 60_000;
+
+const children = new Set(); // live child processes
+const cleanups = []; // async cleanups, run last-in first-out by stopAll
+let tmpRoot;
+
+process.on('exit', () => {
+  for (const c of children) {
+    try { c.kill('SIGKILL'); } catch { /* already gone */ }
+  }
+  if (tmpRoot) spawnSync('rm', ['-rf', tmpRoot]);
+});
+
+/** A fresh directory under this run's temporary root. */
+export async function tempDir(name) {
+  if (!tmpRoot) tmpRoot = await mkdtemp(path.join(os.tmpdir(), 'qrtalk-browser-'));
+  const dir = path.join(tmpRoot, name);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
+/** Stops browsers, CLI processes and servers, then removes the temporary files. */
+export async function stopAll() {
+  while (cleanups.length) {
+    const f = cleanups.pop();
+    try {
+      await withTimeout(f(), 30_000, 'cleanup');
+    } catch (err) {
+      console.error(`cleanup: ${err.message}`);
+    }
+  }
+  for (const c of children) c.kill('SIGKILL');
+  if (tmpRoot) await rm(tmpRoot, { recursive: true, force: true });
+  tmpRoot = undefined;
+}
+
+export function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result after ${ms / 1000}s`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Polls cond until it returns a truthy value, or throws at the deadline. */
+export async function waitFor(what, cond, ms = STEP_TIMEOUT, every = 250) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const v = await cond();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`waiting for ${what}: still not there after ${ms / 1000}s${last ? ` (last error: ${last.message})` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+function run(file, args, opts = {}) {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { timeout: 5 * 60_000, maxBuffer: 16 << 20, ...opts }, (err, stdout, stderr) => {
+      if (err) {
+        err.message = `${path.basename(file)} ${args.join(' ')}: ${err.message}\n${stdout}${stderr}`;
+        reject(err);
+        return;
+      }
+      resolve({ stdout, stderr });
+    });
+  });
+}
+
+let binsPromise;
+/** The directory holding the qrtalkd and qrtalk binaries, built once. */
+export function binaries() {
+  if (process.env.QRTALK_WEB_BINS) return Promise.resolve(process.env.QRTALK_WEB_BINS);
+  binsPromise ??= (async () => {
+    const dir = await tempDir('bin');
+    await run('go', ['build', '-o', dir + path.sep, './cmd/qrtalkd', './cmd/qrtalk'], { cwd: repoRoot, timeout: 10 * 60_000 });
+    return dir;
+  })();
+  return binsPromise;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Collects a child's output, and lets a caller wait for a line matching a pattern. */
+function lineWatcher(stream) {
+  const lines = [];
+  const waiters = [];
+  let partial = '';
+  stream.setEncoding('utf8');
+  stream.on('data', (chunk) => {
+    partial += chunk;
+    let i;
+    while ((i = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, i);
+      partial = partial.slice(i + 1);
+      lines.push(line);
+      for (const w of [...waiters]) {
+        if (w.re.test(line)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(line);
+        }
+      }
+    }
+  });
+  return {
+    lines,
+    /** Resolves with the first line (already seen or to come) matching re. */
+    until(re, ms, what) {
+      const seen = lines.find((l) => re.test(l));
+      if (seen !== undefined) return Promise.resolve(seen);
+      return withTimeout(new Promise((resolve) => waiters.push({ re, resolve })), ms, what);
+    },
+  };
+}
+
+/**
+ * Starts a real qrtalkd with a temporary data directory on a free port of
+ * 127.0.0.1, with its default self-signed TLS certificate.
+ */
+export async function startServer() {
+  const bins = await binaries();
+  const data = await tempDir('server');
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}`;
+  const bin = path.join(bins, 'qrtalkd');
+  const proc = spawn(bin, ['serve', '--data', data, '--listen', `127.0.0.1:${port}`, '--public-url', url, '--qr=false'], {
+    env: { HOME: data, PATH: process.env.PATH },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(proc);
+  const exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
+    children.delete(proc);
+    resolve({ code, signal });
+  }));
+  const out = lineWatcher(proc.stdout);
+  const err = lineWatcher(proc.stderr);
+  const died = exited.then(({ code, signal }) => {
+    throw new Error(`qrtalkd exited (${code ?? signal}) before it was ready:\n${err.lines.join('\n')}`);
+  });
+  // Its first start prints an invite once it listens.
+  await Promise.race([out.until(/qrtalk:invite\?/, 2 * 60_000, 'qrtalkd start'), died]);
+  died.catch(() => {});
+
+  const server = {
+    url,
+    host: `127.0.0.1:${port}`,
+    data,
+    bins,
+    stderr: err.lines,
+    /** A fresh invite, good for uses people. */
+    async invite(uses = 1) {
+      const { stdout } = await run(bin, ['invite', '--data', data, '--listen', `127.0.0.1:${port}`, '--public-url', url, '--uses', String(uses), '--expires', '1h', '--qr=false'], { env: { HOME: data, PATH: process.env.PATH } });
+      const m = stdout.match(/qrtalk:invite\?\S+/);
+      if (!m) throw new Error(`qrtalkd invite printed no invite:\n${stdout}`);
+      return m[0];
+    },
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      try {
+        await withTimeout(exited, 30_000, 'qrtalkd graceful stop');
+      } catch {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+  cleanups.push(() => server.stop());
+  return server;
+}
+
+/**
+ * A qrtalk command-line user with a home of its own. run() runs a command
+ * to its end; start() leaves it running (listen, device link) and lets the
+ * test wait for its output lines.
+ */
+export async function cliUser(server, name) {
+  const home = await tempDir(`cli-${name}`);
+  const bin = path.join(server.bins, 'qrtalk');
+  const env = { HOME: home, PATH: process.env.PATH, TZ: 'UTC' };
+  return {
+    home,
+    async run(...args) {
+      const { stdout } = await run(bin, ['--home', home, ...args], { env, cwd: home, timeout: 2 * 60_000 });
+      return stdout;
+    },
+    async json(...args) {
+      const out = await this.run(...args);
+      try {
+        return JSON.parse(out);
+      } catch {
+        throw new Error(`qrtalk ${args.join(' ')} printed no JSON:\n${out}`);
+      }
+    },
+    /** JSON lines printed by a command such as inbox --json. */
+    async jsonLines(...args) {
+      const out = await this.run(...args);
+      return out.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+    },
+    start(...args) {
+      const proc = spawn(bin, ['--home', home, ...args], { env, cwd: home, stdio: ['ignore', 'pipe', 'pipe'] });
+      children.add(proc);
+      const exited = new Promise((resolve) => proc.once('exit', (code, signal) => {
+        children.delete(proc);
+        resolve({ code, signal });
+      }));
+      const out = lineWatcher(proc.stdout);
+      const err = lineWatcher(proc.stderr);
+      const stop = async () => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return;
+        proc.kill('SIGINT');
+        try {
+          await withTimeout(exited, 15_000, `qrtalk ${args[0]} stop`);
+        } catch {
+          proc.kill('SIGKILL');
+          await exited;
+        }
+      };
+      cleanups.push(stop);
+      return {
+        lines: out.lines,
+        stderr: err.lines,
+        exited,
+        stop,
+        line(re, ms = STEP_TIMEOUT) {
+          return out.until(re, ms, `qrtalk ${args.join(' ')} to print ${re}`);
+        },
+        /** Waits for a JSON line (listen --json) for which match returns true. */
+        async json(match, ms = STEP_TIMEOUT) {
+          const l = await out.until({ test: (line) => {
+            try { return match(JSON.parse(line)); } catch { return false; }
+          } }, ms, `qrtalk ${args.join(' ')}: an expected JSON line`);
+          return JSON.parse(l);
+        },
+      };
+    },
+  };
+}
+
+/** Launches Debian's Chromium, headless, shut at stopAll. */
+export async function launchBrowser() {
+  if (!existsSync(chromiumPath)) {
+    throw new Error(`${chromiumPath} is missing: apt-get install chromium (bash .ci/run installs it)`);
+  }
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    timeout: 2 * 60_000,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      // The server's certificate is self-signed: the app authenticates the
+      // server by the fingerprint in the invite, inside its secure channel.
+      '--ignore-certificate-errors',
+      // A safety net under the request check of newUser: no name resolves,
+      // so nothing could leave the machine even if the page tried.
+      '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+    ],
+  });
+  cleanups.push(() => browser.close());
+  return browser;
+}
+
+/**
+ * A simulated person: a browser context of their own (own IndexedDB, own
+ * service worker) with one page. Every request and WebSocket the context
+ * makes is checked against the server's host: offHost lists any other, and
+ * problems lists uncaught page errors, console errors and CSP violations.
+ */
+export async function newUser(browser, server, { viewport = phone, name = 'user' } = {}) {
+  const context = await browser.newContext({
+    viewport,
+    ignoreHTTPSErrors: true,
+    serviceWorkers: 'allow',
+    acceptDownloads: true,
+    locale: 'en-US',
+    timezoneId: 'UTC',
+  });
+  context.setDefaultTimeout(STEP_TIMEOUT);
+  const user = { name, context, offHost: [], problems: [], requests: [] };
+  const check = (url, kind) => {
+    let u;
+    try {
+      u = new URL(url);
+    } catch {
+      user.offHost.push(`${kind} ${url}`);
+      return;
+    }
+    if (['data:', 'blob:', 'about:'].includes(u.protocol)) return;
+    user.requests.push(`${kind} ${url}`);
+    if (u.host !== server.host || !['https:', 'wss:'].includes(u.protocol)) user.offHost.push(`${kind} ${url}`);
+  };
+  context.on('request', (req) => check(req.url(), req.resourceType()));
+  const watchPage = (page) => {
+    page.setDefaultTimeout(STEP_TIMEOUT);
+    page.on('websocket', (ws) => check(ws.url(), 'websocket'));
+    page.on('pageerror', (err) => user.problems.push(`[${name}] uncaught: ${err.message}`));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' || /Content Security Policy/i.test(msg.text())) {
+        user.problems.push(`[${name}] console.${msg.type()}: ${msg.text()}`);
+      }
+    });
+  };
+  context.on('page', watchPage);
+  context.on('serviceworker', (sw) => check(sw.url(), 'serviceworker'));
+  user.page = await context.newPage();
+  cleanups.push(() => context.close());
+  return user;
+}
+
+/** Opens the app at / and returns the navigation's response. */
+export async function openApp(user, server, pathAndQuery = '/') {
+  const resp = await user.page.goto(server.url + pathAndQuery, { waitUntil: 'load', timeout: STEP_TIMEOUT });
+  if (!resp || !resp.ok()) throw new Error(`GET ${pathAndQuery}: ${resp ? resp.status() : 'no response'}`);
+  return resp;
+}
+
+/** Saves a screenshot as docs/screenshots/<name>.png. */
+export async function screenshot(page, name) {
+  await mkdir(screenshotDir, { recursive: true });
+  const file = path.join(screenshotDir, `${name}.png`);
+  await page.screenshot({ path: file, animations: 'disabled', caret: 'hide' });
+  return file;
+}
