@@ -139,6 +139,7 @@ func (s *Server) handleAddDevice(ctx context.Context, r *http.Request, req *auth
 	if err != nil {
 		return nil, s.storeError("adding device", err)
 	}
+	s.devices.invalidate(cert.User)
 	return marshal(api.OK{OK: true}), nil
 }
 
@@ -172,6 +173,10 @@ func (s *Server) handleRevoke(ctx context.Context, r *http.Request, req *authReq
 	case err != nil:
 		return nil, s.storeError("revoking device", err)
 	}
+	// After the commit, before the answer: from now on no send on this
+	// node routes to the device (see deviceCache); other nodes hear it
+	// from hub.dropDevice's bus notice.
+	s.devices.invalidate(rev.User)
 	s.sessions.dropDevice(rev.User, rev.Device, false)
 	s.hub.dropDevice(rev.User, rev.Device, false)
 	s.opts.Logger.Info("device revoked")
@@ -185,6 +190,7 @@ func (s *Server) handleDeleteAccount(ctx context.Context, r *http.Request, req *
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, s.storeError("deleting account", err)
 	}
+	s.devices.invalidate(req.sess.User)
 	s.removeBlobFiles(blobs)
 	s.sessions.dropDevice(req.sess.User, req.sess.Device, true)
 	s.hub.dropDevice(req.sess.User, req.sess.Device, true)

@@ -84,11 +84,15 @@ func (h busHandler) Takeover(d bus.Device, at time.Time) {
 }
 
 func (h busHandler) Drop(d bus.Device, all bool) {
+	h.s.devices.invalidate(d.User)
 	h.s.sessions.dropDevice(d.User, d.Device, all)
 	h.s.hub.dropLocal(d.User, d.Device, all)
 }
 
 func (h busHandler) State(up bool) {
+	// Revocation notices may have been lost while it was down: whatever
+	// the cache holds may be stale (it is not used while the bus is down).
+	h.s.devices.clear()
 	if up {
 		// Wakes may have been lost while it was down, or in the switch:
 		// this node's devices re-read their queues, and the other nodes
@@ -192,7 +196,7 @@ func (s *Server) collectRemote(ch <-chan remoteOffer, n int, results []api.Devic
 		r := <-ch
 		if r.delivered {
 			results[r.i].Status = api.StatusDelivered
-			s.metrics.deliveries.WithLabelValues("live").Inc()
+			s.metrics.deliveredLive.Inc()
 			continue
 		}
 		if r.err != nil && !errors.Is(r.err, bus.ErrNoHolder) && !errors.Is(r.err, bus.ErrDown) &&

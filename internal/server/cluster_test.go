@@ -688,12 +688,29 @@ func TestClusterGroupFanout(t *testing.T) {
 // A revocation through node A ends the revoked device's live channel and
 // sessions on node B at once, not at their expiry.
 func TestClusterRevokeAcrossNodes(t *testing.T) {
-	c := newCluster(t, clusterConfig{nodes: 2})
+	// A device cache that would outlive the test: only the bus notice can
+	// make node B forget the revoked device.
+	c := newCluster(t, clusterConfig{nodes: 2, server: func(i int, o *server.Options) { o.DeviceCacheTTL = time.Hour }})
 	bob := c.user(t, 0)
 	bob2 := c.link(t, bob, 1)
+	alice := c.user(t, 1) // sends through node B
 	r := receive(t, bob2)
 	if _, err := bob2.Inbox(context.Background(), 1, 0); err != nil { // a session on node B
 		t.Fatal(err)
+	}
+	// Node B learns (and caches) bob's devices on this send.
+	send := func(body string) *api.SendResponse {
+		t.Helper()
+		resp, err := alice.Send(context.Background(), seal(t, alice, time.Now(), time.Hour, body, bob, bob2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for _, res := range send("before").Results {
+		if res.Status == api.StatusRejected {
+			t.Fatalf("before the revocation: device %s rejected", res.Device)
+		}
 	}
 	if err := bob.Revoke(context.Background(), bob2.Device().ID); err != nil {
 		t.Fatal(err)
@@ -707,6 +724,12 @@ func TestClusterRevokeAcrossNodes(t *testing.T) {
 		_, err := bob2.Inbox(context.Background(), 1, 0)
 		return errors.Is(err, api.ErrDeviceUnknown)
 	})
+	// Node B's device cache heard of it too: far sooner than its TTL.
+	for _, res := range send("after").Results {
+		if res.Device == bob2.Device().ID && res.Status != api.StatusRejected {
+			t.Fatalf("after the revocation, node B routed to the revoked device: %s", res.Status)
+		}
+	}
 }
 
 // One-time invites used concurrently on two nodes: exactly one of the two

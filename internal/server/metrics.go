@@ -18,6 +18,11 @@ type metrics struct {
 	rateLimited     *prometheus.CounterVec
 	requests        *prometheus.HistogramVec
 	blobBytes       *prometheus.CounterVec
+	deviceCache     *prometheus.CounterVec // by result: hit, miss
+
+	// Pre-resolved children of the vectors above, for the hot paths.
+	deliveredLive, deliveredQueued, deliveryRejected prometheus.Counter
+	deviceCacheHit, deviceCacheMiss                  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -47,7 +52,15 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		blobBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "qrtalkd_blob_bytes_total", Help: "Blob bytes transferred, by direction (up, down).",
 		}, []string{"direction"}),
+		deviceCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "qrtalkd_device_cache_total", Help: "Recipient device-list lookups on the send path, by result (hit: from memory, miss: read from the store).",
+		}, []string{"result"}),
 	}
+	m.deliveredLive = m.deliveries.WithLabelValues("live")
+	m.deliveredQueued = m.deliveries.WithLabelValues("queued")
+	m.deliveryRejected = m.deliveries.WithLabelValues("rejected")
+	m.deviceCacheHit = m.deviceCache.WithLabelValues("hit")
+	m.deviceCacheMiss = m.deviceCache.WithLabelValues("miss")
 	if reg == nil {
 		return m
 	}
@@ -65,7 +78,7 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 	sessions := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "qrtalkd_sessions", Help: "Secure channel sessions held in memory.",
 	}, func() float64 { return float64(s.sessions.len()) })
-	reg.MustRegister(m.deliveries, m.acked, m.expired, m.sessionsCreated, m.liveChannels, m.rateLimited, m.requests, m.blobBytes, queueDepth, sessions)
+	reg.MustRegister(m.deliveries, m.acked, m.expired, m.sessionsCreated, m.liveChannels, m.rateLimited, m.requests, m.blobBytes, m.deviceCache, queueDepth, sessions)
 	if b := s.opts.Bus; b != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "qrtalkd_bus_up", Help: "1 while this node is connected to the bus (NATS), 0 while it is not and messages for other nodes go through the queue.",

@@ -85,6 +85,12 @@ type Options struct {
 	// BusRecheck is how often, while the bus is down, the node re-reads
 	// the queues of its connected devices (default 5 s).
 	BusRecheck time.Duration
+	// DeviceCacheTTL bounds how long a recipient's device list is kept in
+	// memory for the send path (default 5 s; negative: no cache). Changes
+	// made through this node, and revocations announced on the bus, take
+	// effect at once; the bound is for a revocation whose bus notice was
+	// lost (see deviceCache).
+	DeviceCacheTTL time.Duration
 	// Now is the clock. Default time.Now; tests inject their own.
 	Now func() time.Time
 }
@@ -128,6 +134,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.BusRecheck <= 0 {
 		o.BusRecheck = 5 * time.Second
+	}
+	if o.DeviceCacheTTL == 0 {
+		o.DeviceCacheTTL = 5 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now

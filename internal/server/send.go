@@ -64,7 +64,7 @@ func (s *Server) handleSend(ctx context.Context, r *http.Request, req *authReque
 		}
 		if !valid[i] {
 			results[i].Status, results[i].Code, results[i].Reason = api.StatusRejected, api.ErrDeviceUnknown.Code, "unknown or revoked device"
-			s.metrics.deliveries.WithLabelValues("rejected").Inc()
+			s.metrics.deliveryRejected.Inc()
 			continue
 		}
 		if c := s.hub.conn(deviceKey{d.User, d.Device}); c != nil {
@@ -92,7 +92,7 @@ func (s *Server) handleSend(ctx context.Context, r *http.Request, req *authReque
 			select {
 			case <-p.acked:
 				results[p.i].Status = api.StatusDelivered
-				s.metrics.deliveries.WithLabelValues("live").Inc()
+				s.metrics.deliveredLive.Inc()
 				continue
 			case <-deadline.C:
 			case <-ctx.Done():
@@ -103,7 +103,7 @@ func (s *Server) handleSend(ctx context.Context, r *http.Request, req *authReque
 					select {
 					case <-q.acked:
 						results[q.i].Status = api.StatusDelivered
-						s.metrics.deliveries.WithLabelValues("live").Inc()
+						s.metrics.deliveredLive.Inc()
 					default:
 						q.conn.forget(env.ID)
 						toQueue = append(toQueue, q.i)
@@ -125,26 +125,20 @@ func (s *Server) handleSend(ctx context.Context, r *http.Request, req *authReque
 }
 
 // recipientDevices reports which of the envelope's devices exist, are not
-// revoked and belong to a recipient: one store read per recipient user.
+// revoked and belong to a recipient: one device-list lookup per recipient
+// user, from the cache when it can (see deviceCache).
 func (s *Server) recipientDevices(ctx context.Context, env *protocol.Envelope) ([]bool, *api.Error) {
 	valid := make([]bool, len(env.Devices))
-	var active map[protocol.DeviceID]bool
-	var current protocol.UserID
-	for i, d := range env.Devices {
-		if i == 0 || d.User != current {
-			current = d.User
-			devs, err := s.opts.Store.Devices(ctx, d.User)
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return nil, s.storeError("reading devices", err)
-			}
-			active = make(map[protocol.DeviceID]bool, len(devs))
-			for _, dev := range devs {
-				if !dev.IsRevoked() {
-					active[dev.ID] = true
-				}
-			}
+	for i := 0; i < len(env.Devices); {
+		u := env.Devices[i].User
+		j := i + 1
+		for j < len(env.Devices) && env.Devices[j].User == u {
+			j++
 		}
-		valid[i] = active[d.Device]
+		if err := s.activeDevices(ctx, u, env.Devices[i:j], valid[i:j]); err != nil {
+			return nil, s.storeError("reading devices", err)
+		}
+		i = j
 	}
 	return valid, nil
 }
@@ -172,7 +166,7 @@ func (s *Server) enqueue(ctx context.Context, env *protocol.Envelope, expires ti
 			return s.storeError("queueing", errs[j])
 		}
 		results[i].Status = api.StatusQueued
-		s.metrics.deliveries.WithLabelValues("queued").Inc()
+		s.metrics.deliveredQueued.Inc()
 		k := deviceKey{env.Devices[i].User, env.Devices[i].Device}
 		s.hub.wake(k)
 		s.wakeCluster(k)

@@ -31,6 +31,7 @@ type Server struct {
 	mux      *http.ServeMux
 	sessions *sessionTable
 	hub      *hub
+	devices  *deviceCache // recipients' active devices, for the send path
 	queue    *store.QueueWriter
 	limits   *limiters
 	prov     *provisioning // device-link mailboxes
@@ -80,6 +81,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.metrics = newMetrics(opts.Registerer, s)
 	s.hub = newHub()
+	s.devices = newDeviceCache(opts.DeviceCacheTTL)
 	s.prov = s.newProvisioning()
 	s.queue = store.NewQueueWriter(opts.Store, store.QueueWriterOptions{})
 	if opts.Bus != nil {
