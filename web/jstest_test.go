@@ -159,6 +159,18 @@ func testFiles(t *testing.T, dir string) []string {
 // count at least one test and no failure.
 func runNodeTests(t *testing.T, node string, timeout time.Duration, env []string, args ...string) {
 	t.Helper()
+	out, problems := nodeTests(t, node, timeout, env, args...)
+	if len(problems) > 0 {
+		if !testing.Verbose() {
+			t.Log("output of node:\n" + out)
+		}
+		t.Fatal(strings.Join(problems, "; "))
+	}
+}
+
+// nodeTests runs node and returns its output and what is wrong with the run.
+func nodeTests(t *testing.T, node string, timeout time.Duration, env []string, args ...string) (string, []string) {
+	t.Helper()
 	if d, ok := t.Deadline(); ok && time.Until(d)-30*time.Second < timeout {
 		timeout = max(time.Until(d)-30*time.Second, time.Second)
 	}
@@ -210,6 +222,13 @@ func runNodeTests(t *testing.T, node string, timeout time.Duration, env []string
 	if perr != nil {
 		problems = append(problems, perr.Error())
 	} else {
+		// Node's runner counts a file that defines no test as one passing
+		// test named by the file's path.
+		for _, m := range emptyFile.FindAllStringSubmatch(out.String(), -1) {
+			problems = append(problems, fmt.Sprintf("%s executed no test", m[1]))
+			sum["tests"]--
+			sum["pass"]--
+		}
 		t.Logf("node test runner: %d tests, %d passed, %d failed, %d cancelled, %d skipped, %d todo",
 			sum["tests"], sum["pass"], sum["fail"], sum["cancelled"], sum["skipped"], sum["todo"])
 		switch {
@@ -222,13 +241,10 @@ func runNodeTests(t *testing.T, node string, timeout time.Duration, env []string
 			problems = append(problems, fmt.Sprintf("%d failed, %d cancelled", sum["fail"], sum["cancelled"]))
 		}
 	}
-	if len(problems) > 0 {
-		if !testing.Verbose() {
-			t.Log("output of node:\n" + out.String())
-		}
-		t.Fatal(strings.Join(problems, "; "))
-	}
+	return out.String(), problems
 }
+
+var emptyFile = regexp.MustCompile(`(?m)^ok \d+ - (/\S+\.test\.mjs)$`)
 
 var summaryLine = regexp.MustCompile(`(?m)^# (tests|suites|pass|fail|cancelled|skipped|todo) (\d+)$`)
 
@@ -247,4 +263,38 @@ func parseSummary(out string) (map[string]int, error) {
 		}
 	}
 	return sum, nil
+}
+
+// TestJSRunnerChecks shows that the checks above catch a run that failed,
+// one that executed nothing and one whose tests were all skipped.
+func TestJSRunnerChecks(t *testing.T) {
+	node := needNode(t)
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name, src, want string
+	}{
+		{"pass.test.mjs", "import test from 'node:test';\ntest('ok', () => {});\n", ""},
+		{"fail.test.mjs", "import test from 'node:test';\ntest('ok', () => {});\ntest('bad', () => { throw new Error('no'); });\n", "1 failed"},
+		{"empty.test.mjs", "// no test here\n", "executed no test"},
+		{"skipped.test.mjs", "import test from 'node:test';\ntest('later', { skip: true }, () => {});\n", "no test passed"},
+		{"syntax.test.mjs", "import test from 'node:test';\ntest('x', () => {\n", "1 failed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, problems := nodeTests(t, node, time.Minute, nil, "--test", "--test-reporter=tap", write(c.name, c.src))
+			got := strings.Join(problems, "; ")
+			if c.want == "" && got != "" || !strings.Contains(got, c.want) {
+				t.Fatalf("problems %q, want %q; output:\n%s", got, c.want, out)
+			}
+		})
+	}
+	if _, err := parseSummary("TAP version 13\nok 1 - x\n"); err == nil {
+		t.Error("parseSummary accepted an output without a summary")
+	}
 }
