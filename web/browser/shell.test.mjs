@@ -67,7 +67,8 @@ test('the shell is served at / with a strict Content-Security-Policy', { timeout
   assert.match(manifest.display ?? '', /standalone|fullscreen|minimal-ui/, 'the manifest display mode');
   assert.ok(Array.isArray(manifest.icons) && manifest.icons.length > 0, 'the manifest lists icons');
   for (const icon of manifest.icons) {
-    const status = await page.evaluate(async (src) => (await fetch(new URL(src, location.href))).status, icon.src);
+    // Icon URLs are relative to the manifest's.
+    const status = await page.evaluate(async ([src, base]) => (await fetch(new URL(src, base))).status, [icon.src, manifestHref]);
     assert.equal(status, 200, `icon ${icon.src}`);
   }
 
