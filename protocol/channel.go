@@ -320,6 +320,14 @@ type ClientSession struct {
 	k         *channelKeys
 	confirmed atomic.Bool
 	confirmMu sync.Mutex // Confirm runs once
+
+	// For resumption (resume.go): who the session is for, and its
+	// resumption secret until Ticket pairs it with the server's ticket.
+	user     UserID
+	device   DeviceID
+	serverFP Fingerprint
+	rsMu     sync.Mutex
+	rs       []byte
 }
 
 // NewClientSession starts a session with the server whose key the device
@@ -345,14 +353,27 @@ func NewClientSession(dev ChannelDevice, server *PublicKey, now time.Time) (*Cli
 	b.Raw(wrapKey(server, labeled(labelChannelWrap, nonce[:]), secret))
 	b.Raw(sign(dev.AuthKey, labeled(labelChannelSetup, b.Bytes())))
 	setup := b.Bytes()
-	k, err := deriveKeys(secret, sessionID(setup), true)
+	cs, err := newClientEnd(secret, sessionID(setup), now, dev.User, dev.Device, fp)
 	if err != nil {
 		return nil, nil, err
 	}
-	// Until the server confirms, the session may not outlive the setup's
-	// own validity.
-	k.expires = now.Add(MaxSessionLifetime)
-	return &ClientSession{k: k}, setup, nil
+	return cs, setup, nil
+}
+
+// newClientEnd makes the device end of a session from its secret. Until the
+// server confirms, the session may not outlive its setup's (or resume's)
+// own validity.
+func newClientEnd(secret []byte, id SessionID, at time.Time, user UserID, device DeviceID, fp Fingerprint) (*ClientSession, error) {
+	k, err := deriveKeys(secret, id, true)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := resumptionSecret(secret, id)
+	if err != nil {
+		return nil, err
+	}
+	k.expires = at.Add(MaxSessionLifetime)
+	return &ClientSession{k: k, user: user, device: device, serverFP: fp, rs: rs}, nil
 }
 
 func sessionID(setup []byte) SessionID {
@@ -443,6 +464,13 @@ type ServerSession struct {
 	k      *channelKeys
 	User   UserID
 	Device DeviceID
+
+	// For resumption (resume.go): when the device last proved its
+	// authentication key (the full setup that started the chain), and the
+	// session's resumption secret until IssueTicket seals it.
+	authTime time.Time
+	rsMu     sync.Mutex
+	rs       []byte
 }
 
 // AcceptSession checks a setup message and starts the server end of the
@@ -470,7 +498,17 @@ func AcceptSession(s *ChannelSetup, server *PrivateKey, deviceAuth *PublicKey, r
 		return nil, nil, fmt.Errorf("channel setup: %w", err)
 	}
 	defer clear(secret)
+	return newServerEnd(secret, id, s.User, s.Device, now, lifetime, now)
+}
+
+// newServerEnd makes the server end of a session from its secret and seals
+// the confirmation: the session ends at now + lifetime (at most one hour).
+func newServerEnd(secret []byte, id SessionID, user UserID, device DeviceID, authTime time.Time, lifetime time.Duration, now time.Time) (*ServerSession, []byte, error) {
 	k, err := deriveKeys(secret, id, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	rs, err := resumptionSecret(secret, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -481,7 +519,7 @@ func AcceptSession(s *ChannelSetup, server *PrivateKey, deviceAuth *PublicKey, r
 	var body [8]byte
 	binary.BigEndian.PutUint64(body[:], uint64(k.expires.UnixMilli()))
 	confirm := k.seal(kindConfirm, 0, confirmMethod, confirmPath, body[:])
-	return &ServerSession{k: k, User: s.User, Device: s.Device}, confirm, nil
+	return &ServerSession{k: k, User: user, Device: device, authTime: authTime, rs: rs}, confirm, nil
 }
 
 // ID returns the session ID.
