@@ -129,6 +129,22 @@ type QueuedMessage struct {
 	ID       protocol.MessageID
 	Envelope []byte
 	Expires  time.Time
+	// Seq is the message's place in the queue, set by Pending and
+	// PendingAfter (Enqueue ignores it): it grows with the enqueue order,
+	// so that a reader can go on after the last message it saw. It is
+	// positive. It is not a promise that no message with a smaller Seq
+	// appears later: in PostgreSQL two transactions commit in any order,
+	// and SQLite may reuse the Seq of the newest message once it is
+	// deleted. A reader that must see everything reads from the start (0)
+	// again when told that the queue grew.
+	Seq int64
+}
+
+// A MessageRef names one queued copy: a message for one device.
+type MessageRef struct {
+	User   protocol.UserID
+	Device protocol.DeviceID
+	ID     protocol.MessageID
 }
 
 // A BlobRecipient is a device allowed to fetch a blob.
@@ -228,9 +244,19 @@ type Store interface {
 	// not expired at now, oldest first (in the order they were enqueued).
 	// ErrInvalid if limit is not positive.
 	Pending(ctx context.Context, user protocol.UserID, device protocol.DeviceID, now time.Time, limit int) ([]QueuedMessage, error)
+	// PendingAfter is Pending for the messages whose Seq is greater than
+	// after (Pending is PendingAfter from 0): a reader that pushed a
+	// device's queue up to some message goes on from there instead of
+	// reading the head again.
+	PendingAfter(ctx context.Context, user protocol.UserID, device protocol.DeviceID, after int64, now time.Time, limit int) ([]QueuedMessage, error)
 	// Ack deletes a delivered message. ErrNotFound if it is not queued
 	// (already acknowledged, expired and swept, or never queued).
 	Ack(ctx context.Context, user protocol.UserID, device protocol.DeviceID, id protocol.MessageID) error
+	// AckMany deletes delivered messages, of any devices, in one
+	// transaction (one fsync), and returns how many it deleted. Messages
+	// that are not queued are skipped, not an error. An invalid reference
+	// (a zero ID) fails the whole call with ErrInvalid.
+	AckMany(ctx context.Context, refs []MessageRef) (int, error)
 	// DeleteExpired deletes the messages expired at now and returns how
 	// many.
 	DeleteExpired(ctx context.Context, now time.Time) (int, error)
@@ -321,6 +347,20 @@ func ValidateQueuedMessage(m *QueuedMessage) error {
 		return fmt.Errorf("%w: zero message ID", ErrInvalid)
 	case m.Expires.IsZero():
 		return fmt.Errorf("%w: message %s has no expiry", ErrInvalid, m.ID)
+	}
+	return nil
+}
+
+// ValidateMessageRef reports, as ErrInvalid, why r cannot name a queued
+// message.
+func ValidateMessageRef(r *MessageRef) error {
+	switch {
+	case r.User.IsZero():
+		return fmt.Errorf("%w: zero user ID", ErrInvalid)
+	case r.Device.IsZero():
+		return fmt.Errorf("%w: zero device ID", ErrInvalid)
+	case r.ID.IsZero():
+		return fmt.Errorf("%w: zero message ID", ErrInvalid)
 	}
 	return nil
 }

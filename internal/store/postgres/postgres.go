@@ -19,6 +19,12 @@
 // deletion waits for it, or it sees them). A transaction that PostgreSQL
 // aborts as a deadlock or serialization failure is retried a few times.
 //
+// Statements: pgx prepares every statement the first time a connection
+// runs it and keeps it in the connection's statement cache (its default
+// query mode, QueryExecModeCacheStatement), so the hot paths are parsed
+// and planned once per connection, not on every call. Do not set
+// default_query_exec_mode in the DSN to a mode without a cache.
+//
 // Durability: with PostgreSQL's default synchronous_commit=on, a commit is
 // flushed to the WAL (and to synchronous standbys, if configured) before
 // Commit returns, so a message the server called "queued" survives a crash.

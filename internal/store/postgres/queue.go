@@ -1,8 +1,11 @@
 package postgres
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,15 +92,20 @@ func (s *Store) exec(ctx context.Context, op, sql string, args ...any) (pgconn.C
 
 // Pending implements store.Store.
 func (s *Store) Pending(ctx context.Context, user protocol.UserID, device protocol.DeviceID, now time.Time, limit int) ([]store.QueuedMessage, error) {
+	return s.PendingAfter(ctx, user, device, 0, now, limit)
+}
+
+// PendingAfter implements store.Store.
+func (s *Store) PendingAfter(ctx context.Context, user protocol.UserID, device protocol.DeviceID, after int64, now time.Time, limit int) ([]store.QueuedMessage, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("postgres: pending: %w: limit %d", store.ErrInvalid, limit)
 	}
 	if err := s.check(ctx); err != nil {
 		return nil, fmt.Errorf("postgres: pending: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT message_id, envelope, expires FROM queue
-		WHERE user_id = $1 AND device_id = $2 AND expires > $3
-		ORDER BY seq LIMIT $4`, user[:], device[:], ts(now), int64(limit))
+	rows, err := s.pool.Query(ctx, `SELECT seq, message_id, envelope, expires FROM queue
+		WHERE user_id = $1 AND device_id = $2 AND seq > $3 AND expires > $4
+		ORDER BY seq LIMIT $5`, user[:], device[:], after, ts(now), int64(limit))
 	if err != nil {
 		return nil, s.fail(ctx, "pending", err)
 	}
@@ -106,7 +114,7 @@ func (s *Store) Pending(ctx context.Context, user protocol.UserID, device protoc
 	for rows.Next() {
 		m := store.QueuedMessage{User: user, Device: device}
 		var id []byte
-		if err := rows.Scan(&id, &m.Envelope, &m.Expires); err != nil {
+		if err := rows.Scan(&m.Seq, &id, &m.Envelope, &m.Expires); err != nil {
 			return nil, s.fail(ctx, "pending", err)
 		}
 		if err := scanID(m.ID[:], id, "message ID"); err != nil {
@@ -136,6 +144,49 @@ func (s *Store) Ack(ctx context.Context, user protocol.UserID, device protocol.D
 	}
 	s.deleted.Store(true)
 	return nil
+}
+
+// ackManySQL deletes a batch of acknowledged messages, passed as arrays, in
+// one statement (one commit). AckMany sorts the batch, so that two nodes
+// deleting overlapping batches tend to lock the rows in the same order;
+// PostgreSQL may still pick another order, and a deadlock victim is run
+// again by exec.
+const ackManySQL = `
+DELETE FROM queue q
+USING unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS a (user_id, device_id, message_id)
+WHERE q.user_id = a.user_id AND q.device_id = a.device_id AND q.message_id = a.message_id`
+
+// AckMany implements store.Store.
+func (s *Store) AckMany(ctx context.Context, refs []store.MessageRef) (int, error) {
+	for i := range refs {
+		if err := store.ValidateMessageRef(&refs[i]); err != nil {
+			return 0, fmt.Errorf("postgres: ack: reference %d: %w", i, err)
+		}
+	}
+	if err := s.check(ctx); err != nil {
+		return 0, fmt.Errorf("postgres: ack: %w", err)
+	}
+	if len(refs) == 0 {
+		return 0, nil
+	}
+	sorted := slices.Clone(refs)
+	slices.SortFunc(sorted, func(a, b store.MessageRef) int {
+		return cmp.Or(bytes.Compare(a.User[:], b.User[:]), bytes.Compare(a.Device[:], b.Device[:]), bytes.Compare(a.ID[:], b.ID[:]))
+	})
+	users := make([][]byte, len(sorted))
+	devices := make([][]byte, len(sorted))
+	ids := make([][]byte, len(sorted))
+	for i := range sorted {
+		users[i], devices[i], ids[i] = sorted[i].User[:], sorted[i].Device[:], sorted[i].ID[:]
+	}
+	tag, err := s.exec(ctx, "ack", ackManySQL, users, devices, ids)
+	if err != nil {
+		return 0, err
+	}
+	if tag.RowsAffected() > 0 {
+		s.deleted.Store(true)
+	}
+	return int(tag.RowsAffected()), nil
 }
 
 // deleteExpiredSQL deletes one chunk of expired messages.

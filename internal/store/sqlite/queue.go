@@ -25,60 +25,75 @@ func (s *Store) Enqueue(ctx context.Context, msgs []store.QueuedMessage) error {
 		return nil
 	}
 	return s.write(ctx, "enqueue", func(tx *sql.Tx) error {
-		// The EXISTS makes a message for an unknown or revoked device a
-		// no-op inside the same transaction that would insert it, so it
-		// cannot slip in after a revocation or an account deletion.
-		stmt, err := tx.PrepareContext(ctx, `
-			INSERT INTO queue (user_id, device_id, message_id, envelope, expires_us)
-			SELECT ?1, ?2, ?3, ?4, ?5
-			WHERE EXISTS (SELECT 1 FROM devices WHERE user_id = ?1 AND device_id = ?2 AND revoked_us IS NULL)
-			ON CONFLICT (user_id, device_id, message_id) DO NOTHING`)
-		if err != nil {
-			return err
+		// Full chunks through the multi-row insert, the rest row by row:
+		// both prepared once (see statements), so a batch costs a few
+		// statement executions, not one parse per message.
+		i := 0
+		if len(msgs) >= enqueueChunk {
+			chunk := tx.StmtContext(ctx, s.st.enqueueChunk)
+			args := make([]any, 0, 5*enqueueChunk)
+			for ; i+enqueueChunk <= len(msgs); i += enqueueChunk {
+				args = args[:0]
+				for j := i; j < i+enqueueChunk; j++ {
+					args = appendMessage(args, &msgs[j])
+				}
+				if _, err := chunk.ExecContext(ctx, args...); err != nil {
+					return fmt.Errorf("messages %d to %d: %w", i, i+enqueueChunk-1, err)
+				}
+			}
 		}
-		defer stmt.Close()
-		for i := range msgs {
-			m := &msgs[i]
-			if _, err := stmt.ExecContext(ctx, m.User[:], m.Device[:], m.ID[:], nonNil(m.Envelope), toDB(m.Expires)); err != nil {
-				return fmt.Errorf("message %d: %w", i, err)
+		if i < len(msgs) {
+			one := tx.StmtContext(ctx, s.st.enqueueOne)
+			args := make([]any, 0, 5)
+			for ; i < len(msgs); i++ {
+				if _, err := one.ExecContext(ctx, appendMessage(args[:0], &msgs[i])...); err != nil {
+					return fmt.Errorf("message %d: %w", i, err)
+				}
 			}
 		}
 		return nil
 	})
 }
 
+func appendMessage(args []any, m *store.QueuedMessage) []any {
+	return append(args, m.User[:], m.Device[:], m.ID[:], nonNil(m.Envelope), toDB(m.Expires))
+}
+
 // Pending implements store.Store.
 func (s *Store) Pending(ctx context.Context, user protocol.UserID, device protocol.DeviceID, now time.Time, limit int) ([]store.QueuedMessage, error) {
+	return s.PendingAfter(ctx, user, device, 0, now, limit)
+}
+
+// PendingAfter implements store.Store.
+func (s *Store) PendingAfter(ctx context.Context, user protocol.UserID, device protocol.DeviceID, after int64, now time.Time, limit int) ([]store.QueuedMessage, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("sqlite: pending: %w: limit %d", store.ErrInvalid, limit)
 	}
-	var msgs []store.QueuedMessage
-	err := s.read(ctx, "pending", func(tx *sql.Tx) error {
-		msgs = nil
-		rows, err := tx.QueryContext(ctx, `SELECT message_id, envelope, expires_us FROM queue
-			WHERE user_id = ? AND device_id = ? AND expires_us > ?
-			ORDER BY seq LIMIT ?`, user[:], device[:], toDB(now), limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			m := store.QueuedMessage{User: user, Device: device}
-			var id []byte
-			var expires int64
-			if err := rows.Scan(&id, &m.Envelope, &expires); err != nil {
-				return err
-			}
-			if err := scanID(m.ID[:], id, "message ID"); err != nil {
-				return err
-			}
-			m.Expires = fromDB(expires)
-			msgs = append(msgs, m)
-		}
-		return rows.Err()
-	})
+	if err := s.check(ctx); err != nil {
+		return nil, fmt.Errorf("sqlite: pending: %w", err)
+	}
+	// One statement is one snapshot: no transaction needed.
+	rows, err := s.st.pendingAfter.QueryContext(ctx, user[:], device[:], after, toDB(now), limit)
 	if err != nil {
-		return nil, err
+		return nil, s.fail(ctx, "pending", err)
+	}
+	defer rows.Close()
+	var msgs []store.QueuedMessage
+	for rows.Next() {
+		m := store.QueuedMessage{User: user, Device: device}
+		var id []byte
+		var expires int64
+		if err := rows.Scan(&m.Seq, &id, &m.Envelope, &expires); err != nil {
+			return nil, s.fail(ctx, "pending", err)
+		}
+		if err := scanID(m.ID[:], id, "message ID"); err != nil {
+			return nil, s.fail(ctx, "pending", err)
+		}
+		m.Expires = fromDB(expires)
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(ctx, "pending", err)
 	}
 	return msgs, nil
 }
@@ -86,8 +101,7 @@ func (s *Store) Pending(ctx context.Context, user protocol.UserID, device protoc
 // Ack implements store.Store.
 func (s *Store) Ack(ctx context.Context, user protocol.UserID, device protocol.DeviceID, id protocol.MessageID) error {
 	return s.write(ctx, "ack", func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM queue WHERE user_id = ? AND device_id = ? AND message_id = ?",
-			user[:], device[:], id[:])
+		res, err := tx.StmtContext(ctx, s.st.ack).ExecContext(ctx, user[:], device[:], id[:])
 		if err != nil {
 			return err
 		}
@@ -100,6 +114,44 @@ func (s *Store) Ack(ctx context.Context, user protocol.UserID, device protocol.D
 		}
 		return nil
 	})
+}
+
+// AckMany implements store.Store: one transaction, so one fsync, for the
+// whole batch.
+func (s *Store) AckMany(ctx context.Context, refs []store.MessageRef) (int, error) {
+	for i := range refs {
+		if err := store.ValidateMessageRef(&refs[i]); err != nil {
+			return 0, fmt.Errorf("sqlite: ack: reference %d: %w", i, err)
+		}
+	}
+	if len(refs) == 0 {
+		if err := s.check(ctx); err != nil {
+			return 0, fmt.Errorf("sqlite: ack: %w", err)
+		}
+		return 0, nil
+	}
+	var deleted int64
+	err := s.write(ctx, "ack", func(tx *sql.Tx) error {
+		deleted = 0
+		st := tx.StmtContext(ctx, s.st.ack)
+		for i := range refs {
+			r := &refs[i]
+			res, err := st.ExecContext(ctx, r.User[:], r.Device[:], r.ID[:])
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			deleted += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return int(deleted), nil
 }
 
 // DeleteExpired implements store.Store.

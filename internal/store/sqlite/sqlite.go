@@ -59,6 +59,7 @@ type Store struct {
 	path   string
 	w      *sql.DB // exactly one connection: SQLite's single writer
 	r      *sql.DB // query-only pool
+	st     statements
 	closed atomic.Bool
 }
 
@@ -142,6 +143,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		s.r.Close()
 		return nil, fmt.Errorf("sqlite: open read pool: %w", err)
 	}
+	if err := s.prepare(ctx); err != nil {
+		s.w.Close()
+		s.r.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -202,9 +208,10 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	errS := s.closeStatements()
 	errR := s.r.Close()
 	errW := s.w.Close()
-	if err := errors.Join(errR, errW); err != nil {
+	if err := errors.Join(errS, errR, errW); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
 	}
 	return nil

@@ -166,7 +166,7 @@ func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Devi
 	var ds []store.Device
 	err := s.read(ctx, "devices", func(tx *sql.Tx) error {
 		ds = nil
-		rows, err := tx.QueryContext(ctx, "SELECT "+deviceColumns+" FROM devices WHERE user_id = ? ORDER BY rowid", user[:])
+		rows, err := tx.StmtContext(ctx, s.st.devices).QueryContext(ctx, user[:])
 		if err != nil {
 			return err
 		}
@@ -182,7 +182,12 @@ func (s *Store) Devices(ctx context.Context, user protocol.UserID) ([]store.Devi
 			return err
 		}
 		if len(ds) == 0 {
-			return userExists(ctx, tx, user)
+			var one int
+			err := tx.StmtContext(ctx, s.st.userExists).QueryRowContext(ctx, user[:]).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%w: user %s", store.ErrNotFound, user)
+			}
+			return err
 		}
 		return nil
 	})

@@ -47,6 +47,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"QueueSkipsUnknownDevices", testQueueSkipsUnknownDevices},
 		{"QueueInvalidBatch", testQueueInvalidBatch},
 		{"QueueConcurrent", testQueueConcurrent},
+		{"QueueLargeBatch", testQueueLargeBatch},
+		{"PendingAfter", testPendingAfter},
+		{"AckMany", testAckMany},
 		{"Blobs", testBlobs},
 		{"BlobExpiry", testBlobExpiry},
 		{"DeleteUser", testDeleteUser},
@@ -985,4 +988,146 @@ func testClose(t *testing.T, s store.Store) {
 	_, err := s.User(ctx, u.ID)
 	wantErr(t, "User after Close", err, store.ErrClosed)
 	wantErr(t, "CreateUser after Close", s.CreateUser(ctx, newUser(t)), store.ErrClosed)
+}
+
+func testPendingAfter(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, d := account(t, s)
+	_, other := account(t, s)
+	var batch []store.QueuedMessage
+	for i := range 6 {
+		batch = append(batch, msg(t, d, t0.Add(time.Hour)))
+		if i%2 == 0 {
+			batch = append(batch, msg(t, other, t0.Add(time.Hour)))
+		}
+	}
+	must(t, "Enqueue", s.Enqueue(ctx, batch))
+	all := pending(t, s, d, t0)
+	if len(all) != 6 {
+		t.Fatalf("Pending = %d messages, want 6", len(all))
+	}
+	for i, m := range all {
+		if m.Seq <= 0 || (i > 0 && m.Seq <= all[i-1].Seq) {
+			t.Fatalf("Seq of message %d is %d after %d: not positive and increasing", i, m.Seq, all[max(i-1, 0)].Seq)
+		}
+	}
+	// Reading by cursor, two at a time, gives the queue in order, once.
+	var got []protocol.MessageID
+	var after int64
+	for {
+		page, err := s.PendingAfter(ctx, d.User, d.ID, after, t0, 2)
+		must(t, "PendingAfter", err)
+		if len(page) == 0 {
+			break
+		}
+		for _, m := range page {
+			got = append(got, m.ID)
+			after = m.Seq
+		}
+	}
+	if !slices.Equal(got, ids(all)) {
+		t.Fatalf("read by cursor: %v, want %v", got, ids(all))
+	}
+	// A message queued later comes after the cursor.
+	late := msg(t, d, t0.Add(time.Hour))
+	must(t, "Enqueue(late)", s.Enqueue(ctx, []store.QueuedMessage{late}))
+	page, err := s.PendingAfter(ctx, d.User, d.ID, after, t0, 10)
+	must(t, "PendingAfter(late)", err)
+	if len(page) != 1 || page[0].ID != late.ID || page[0].Seq <= after {
+		t.Fatalf("after the cursor: %v, want the late message only", ids(page))
+	}
+	// Expired messages are not returned after a cursor either.
+	page, err = s.PendingAfter(ctx, d.User, d.ID, all[2].Seq, t0.Add(time.Hour), 10)
+	must(t, "PendingAfter(at expiry)", err)
+	if len(page) != 0 {
+		t.Fatalf("PendingAfter at expiry = %v, want none", ids(page))
+	}
+	_, err = s.PendingAfter(ctx, d.User, d.ID, 0, t0, 0)
+	wantErr(t, "PendingAfter(limit 0)", err, store.ErrInvalid)
+}
+
+func testAckMany(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, d := account(t, s)
+	_, e := account(t, s)
+	var batch []store.QueuedMessage
+	for range 4 {
+		batch = append(batch, msg(t, d, t0.Add(time.Hour)), msg(t, e, t0.Add(time.Hour)))
+	}
+	must(t, "Enqueue", s.Enqueue(ctx, batch))
+	ref := func(m store.QueuedMessage) store.MessageRef {
+		return store.MessageRef{User: m.User, Device: m.Device, ID: m.ID}
+	}
+	// Several devices in one call; a message not queued (already acked,
+	// another device's ID, unknown) is skipped.
+	refs := []store.MessageRef{ref(batch[0]), ref(batch[1]), ref(batch[2]),
+		{User: e.User, Device: e.ID, ID: batch[4].ID}, // d's message, e's device
+		{User: d.User, Device: d.ID, ID: protocol.NewMessageID()},
+		ref(batch[0]), // twice in one call
+	}
+	n, err := s.AckMany(ctx, refs)
+	must(t, "AckMany", err)
+	if n != 3 {
+		t.Fatalf("AckMany deleted %d, want 3", n)
+	}
+	if got, want := ids(pending(t, s, d, t0)), []protocol.MessageID{batch[4].ID, batch[6].ID}; !slices.Equal(got, want) {
+		t.Fatalf("d's queue after AckMany = %v, want %v", got, want)
+	}
+	if got, want := ids(pending(t, s, e, t0)), []protocol.MessageID{batch[3].ID, batch[5].ID, batch[7].ID}; !slices.Equal(got, want) {
+		t.Fatalf("e's queue after AckMany = %v, want %v", got, want)
+	}
+	if n, err := s.AckMany(ctx, refs); err != nil || n != 0 {
+		t.Fatalf("AckMany again = %d, %v; want 0, nil", n, err)
+	}
+	if n, err := s.AckMany(ctx, nil); err != nil || n != 0 {
+		t.Fatalf("AckMany(nil) = %d, %v", n, err)
+	}
+	// An invalid reference fails the whole call and deletes nothing.
+	_, err = s.AckMany(ctx, []store.MessageRef{ref(batch[4]), {User: d.User, Device: d.ID}})
+	wantErr(t, "AckMany(zero ID)", err, store.ErrInvalid)
+	if n := depth(t, s); n != 5 {
+		t.Fatalf("QueueDepth = %d, want 5", n)
+	}
+}
+
+// testQueueLargeBatch: a batch as large as the QueueWriter makes, with
+// messages for unknown devices and duplicates among them, keeps its order
+// and skips what it must (stores may write large batches differently).
+func testQueueLargeBatch(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	_, d := account(t, s)
+	_, e := account(t, s)
+	ghost := store.Device{User: d.User, ID: protocol.NewDeviceID()}
+	var batch []store.QueuedMessage
+	var wantD, wantE []protocol.MessageID
+	for i := range 300 {
+		switch {
+		case i%7 == 3:
+			batch = append(batch, msg(t, ghost, t0.Add(time.Hour)))
+		case i%11 == 5 && len(batch) > 0:
+			batch = append(batch, batch[len(batch)-1]) // a duplicate
+		case i%2 == 0:
+			m := msg(t, d, t0.Add(time.Hour))
+			batch = append(batch, m)
+			wantD = append(wantD, m.ID)
+		default:
+			m := msg(t, e, t0.Add(time.Hour))
+			batch = append(batch, m)
+			wantE = append(wantE, m.ID)
+		}
+	}
+	must(t, "Enqueue", s.Enqueue(ctx, batch))
+	got, err := s.Pending(ctx, d.User, d.ID, t0, 1000)
+	must(t, "Pending", err)
+	if !slices.Equal(ids(got), wantD) {
+		t.Fatalf("d: %d messages, want %d in batch order", len(got), len(wantD))
+	}
+	got, err = s.Pending(ctx, e.User, e.ID, t0, 1000)
+	must(t, "Pending", err)
+	if !slices.Equal(ids(got), wantE) {
+		t.Fatalf("e: %d messages, want %d in batch order", len(got), len(wantE))
+	}
+	if n := depth(t, s); n != len(wantD)+len(wantE) {
+		t.Fatalf("QueueDepth = %d, want %d", n, len(wantD)+len(wantE))
+	}
 }
