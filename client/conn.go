@@ -4,7 +4,10 @@
 // A Conn carries requests over HTTPS and, inside it, the secure channel
 // of package protocol: it sets up a session when it needs one, renews it
 // before it ends and again whenever the server has forgotten it (after a
-// restart), and retries the request once.
+// restart), and retries the request once. A renewal resumes the session
+// with the ticket the server gave with the last one (no RSA on either
+// side), and falls back to a full setup when the server refuses it. TLS
+// sessions are resumed too (a session cache in the TLS configuration).
 package client
 
 import (
@@ -63,9 +66,15 @@ func (o *Options) setDefaults() error {
 // PinnedTLSConfig returns a TLS configuration that accepts a server whose
 // certificate a system root vouches for, or whose leaf certificate's key
 // is the server key with fingerprint fp (qrtalkd's self-signed default).
+//
+// Its client session cache lets new connections resume an earlier TLS
+// session (no certificate signature for the server to make). A resumed
+// connection is pinned all the same: crypto/tls calls VerifyConnection on
+// resumptions too, with the certificates of the original handshake.
 func PinnedTLSConfig(fp protocol.Fingerprint) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: tls.NewLRUClientSessionCache(tlsSessionCacheSize),
 		InsecureSkipVerify: true, // verified below, by pin or by roots
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
@@ -89,6 +98,10 @@ func PinnedTLSConfig(fp protocol.Fingerprint) *tls.Config {
 	}
 }
 
+// tlsSessionCacheSize: one Conn talks to one server; a few tickets cover
+// its parallel connections.
+const tlsSessionCacheSize = 32
+
 // A Conn is one device's connection to its server. It is safe for
 // concurrent use.
 type Conn struct {
@@ -97,8 +110,9 @@ type Conn struct {
 	serverKey *protocol.PublicKey
 	info      api.Info
 
-	mu   sync.Mutex
-	sess *protocol.ClientSession
+	mu     sync.Mutex
+	sess   *protocol.ClientSession
+	ticket *protocol.Ticket // to resume with; nil: a full setup next
 }
 
 // Dial fetches the server's description, checks that its key is the pinned
@@ -189,32 +203,102 @@ func (c *Conn) session(ctx context.Context, renew bool) (*protocol.ClientSession
 	if !renew && c.sess != nil && now.Add(time.Minute).Before(c.sess.Expires()) {
 		return c.sess, nil
 	}
+	if t := c.ticket; t != nil {
+		// A ticket is good for one try, whatever its outcome.
+		c.ticket = nil
+		if now.Add(time.Minute).Before(t.Expires) {
+			if sess, err := c.resume(ctx, t, now); err == nil {
+				c.sess = sess
+				return sess, nil
+			} else if ctx.Err() != nil {
+				return nil, err
+			}
+			// Refused (a server that lost the ticket key, a ticket
+			// spent or expired, a resume lost on the way): set up a
+			// full session.
+		}
+	}
 	sess, setup, err := protocol.NewClientSession(c.dev.channelDevice(), c.serverKey, now)
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.opts.Server+"/v1/session", bytes.NewReader(setup))
+	data, ticket, err := c.postSession(ctx, setup)
 	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", api.ContentFrame)
-	resp, err := c.opts.HTTPClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("setting up a session: %w", apiError(resp, data))
+		return nil, fmt.Errorf("setting up a session: %w", err)
 	}
 	if err := sess.Confirm(data, c.opts.Now()); err != nil {
 		return nil, fmt.Errorf("server did not confirm the session: %w", err)
 	}
+	c.keepTicket(sess, ticket)
 	c.sess = sess
 	return sess, nil
+}
+
+// forgetSession drops sess if it is still the Conn's session: the server
+// no longer knows it, and the next request or Live renews it.
+func (c *Conn) forgetSession(sess *protocol.ClientSession) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess == sess {
+		c.sess = nil
+	}
+}
+
+// resume renews the session with ticket t.
+func (c *Conn) resume(ctx context.Context, t *protocol.Ticket, now time.Time) (*protocol.ClientSession, error) {
+	res, msg, err := protocol.Resume(t, now)
+	if err != nil {
+		return nil, err
+	}
+	data, ticket, err := c.postSession(ctx, msg)
+	if err != nil {
+		return nil, fmt.Errorf("resuming the session: %w", err)
+	}
+	sess, err := res.Finish(data, c.opts.Now())
+	if err != nil {
+		return nil, fmt.Errorf("server did not confirm the resumed session: %w", err)
+	}
+	c.keepTicket(sess, ticket)
+	return sess, nil
+}
+
+// postSession sends a setup or resume message and returns the answer and
+// the ticket header.
+func (c *Conn) postSession(ctx context.Context, msg []byte) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.opts.Server+"/v1/session", bytes.NewReader(msg))
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Content-Type", api.ContentFrame)
+	resp, err := c.opts.HTTPClient.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return nil, "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", apiError(resp, data)
+	}
+	return data, resp.Header.Get(api.TicketHeader), nil
+}
+
+// keepTicket pairs the ticket the server gave with sess, for the next
+// renewal. A missing or malformed ticket only means a full setup next time.
+func (c *Conn) keepTicket(sess *protocol.ClientSession, header string) {
+	c.ticket = nil
+	if header == "" || len(header) > 1024 {
+		return
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(header)
+	if err != nil {
+		return
+	}
+	if t, err := sess.Ticket(raw, c.opts.Now()); err == nil {
+		c.ticket = t
+	}
 }
 
 // retryable reports whether an error means "set up a new session and try

@@ -61,6 +61,11 @@ func (c *Conn) dialLive(ctx context.Context, renew bool) (*Live, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The Conn's own HTTP client: net/http keeps upgrade requests apart
+	// from its pool of idle connections, so the WebSocket gets a new
+	// connection, but its TLS handshake resumes the TLS session of the
+	// Conn's earlier ones (PinnedTLSConfig's session cache): no
+	// certificate signature for the server.
 	ws, _, err := websocket.Dial(ctx, c.opts.Server+api.LivePath, &websocket.DialOptions{HTTPClient: c.opts.HTTPClient})
 	if err != nil {
 		return nil, fmt.Errorf("opening the live channel: %w", err)
@@ -85,6 +90,9 @@ func (l *Live) Next(ctx context.Context) (Event, error) {
 		_, frame, err := l.ws.Read(ctx)
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusPolicyViolation && strings.Contains(err.Error(), "session") {
+				// The server forgot the session (a restart, another
+				// node): the next Live renews it, by resuming.
+				l.c.forgetSession(l.sess)
 				return Event{}, fmt.Errorf("live channel refused: %w", api.ErrSessionUnknown)
 			}
 			return Event{}, fmt.Errorf("live channel: %w", err)

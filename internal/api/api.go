@@ -40,13 +40,22 @@ const (
 // Content types.
 const (
 	ContentFrame = "application/x-qrtalk-frame"
-	ContentJSON  = "application/json"
-	ContentBlob  = "application/octet-stream"
+	// ContentResume is the answer to a resume message (RouteSession).
+	ContentResume = "application/x-qrtalk-resume"
+	ContentJSON   = "application/json"
+	ContentBlob   = "application/octet-stream"
 )
 
 // FrameHeader carries the channel frame of a blob upload or download,
 // in unpadded base64url, because their bodies are the blob itself.
 const FrameHeader = "QRTalk-Frame"
+
+// TicketHeader carries, in unpadded base64url, the resumption ticket of the
+// session that a RouteSession answer sets up or resumes (docs/PROTOCOL.md,
+// section 18). RouteSession takes either a channel setup or a resume
+// message as its body; the answer to a resume is a resume answer
+// (ContentResume). A client that does not resume ignores the header.
+const TicketHeader = "QRTalk-Ticket"
 
 // LivePath is the path the first frame of a live channel is sealed for
 // (method "GET"); acknowledgements on it are sealed for method "ACK".

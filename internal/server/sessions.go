@@ -18,6 +18,18 @@ import (
 type sessionTable struct {
 	mu       sync.RWMutex
 	sessions map[protocol.SessionID]*protocol.ServerSession
+
+	// Resumption tickets: keys derived from the server key, so that a
+	// restarted server and every node of a cluster open each other's
+	// tickets with nothing stored or shared (docs/PROTOCOL.md, 18).
+	ticketOnce sync.Once
+	tk         *protocol.TicketKeys
+}
+
+// ticketKeys returns the ticket keys of the server key, made on first use.
+func (t *sessionTable) ticketKeys(key *protocol.PrivateKey) *protocol.TicketKeys {
+	t.ticketOnce.Do(func() { t.tk = protocol.NewTicketKeys(key) })
+	return t.tk
 }
 
 func newSessionTable() *sessionTable {
@@ -64,11 +76,17 @@ func (t *sessionTable) sweep(now time.Time) {
 }
 
 // handleSession sets up a channel session: the body is a setup message;
-// the answer is the confirmation frame.
+// the answer is the confirmation frame. Or it resumes one: the body is a
+// resume message (handleResume). Either answer carries the new session's
+// resumption ticket in the TicketHeader.
 func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	body, aerr := readBody(w, r, protocol.ChannelSetupSize+1)
 	if aerr != nil {
 		writeError(w, aerr)
+		return
+	}
+	if protocol.IsResume(body) {
+		s.handleResume(w, r, body)
 		return
 	}
 	setup, err := protocol.ParseChannelSetup(body)
@@ -104,9 +122,69 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 	}
 	s.sessions.add(sess)
 	s.metrics.sessionsCreated.Inc()
+	s.issueTicket(w, sess)
 	w.Header().Set("Content-Type", api.ContentFrame)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write(confirm)
+}
+
+// handleResume resumes a session with a ticket: no RSA. The ticket and the
+// binder are checked first (AES-GCM and HMAC, cheap), then the device must
+// still exist and not be revoked, then the ticket is spent in the replay
+// cache, which every node of a cluster shares. Any refusal tells the
+// client to set up a full session.
+func (s *Server) handleResume(w http.ResponseWriter, r *http.Request, body []byte) {
+	q, err := protocol.ParseResume(body)
+	if err != nil {
+		writeError(w, protocolError(err, api.ErrMalformed))
+		return
+	}
+	now := s.opts.Now()
+	if err := s.sessions.ticketKeys(s.opts.Key).Check(q, now); err != nil {
+		writeError(w, resumeRefused(err))
+		return
+	}
+	dev, err := s.opts.Store.Device(r.Context(), q.User, q.Device)
+	if err != nil || dev.IsRevoked() {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			writeError(w, s.storeError("looking up device", err))
+			return
+		}
+		writeError(w, api.ErrDeviceUnknown)
+		return
+	}
+	sess, answer, err := protocol.AcceptResume(q, s.opts.ReplayCache, s.opts.SessionLifetime, now)
+	if err != nil {
+		writeError(w, resumeRefused(err))
+		return
+	}
+	s.sessions.add(sess)
+	s.metrics.sessionsCreated.Inc()
+	s.issueTicket(w, sess)
+	w.Header().Set("Content-Type", api.ContentResume)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(answer)
+}
+
+// resumeRefused: a clock too far off is the device's to fix (a full setup
+// would fail the same way); any other refusal of a resume means "set up a
+// full session", with the reason for the logs.
+func resumeRefused(err error) *api.Error {
+	if errors.Is(err, protocol.ErrClockSkew) || errors.Is(err, protocol.ErrVersion) {
+		return protocolError(err, api.ErrMalformed)
+	}
+	return api.ErrSessionUnknown.With("resumption refused (%v); set up a full session", err)
+}
+
+// issueTicket adds the session's resumption ticket to the answer. A
+// session whose chain has ended (24 hours after its full setup) gets none:
+// the device sets up a full session next time.
+func (s *Server) issueTicket(w http.ResponseWriter, sess *protocol.ServerSession) {
+	t, err := s.sessions.ticketKeys(s.opts.Key).IssueTicket(sess, s.opts.Now())
+	if err != nil {
+		return
+	}
+	w.Header().Set(api.TicketHeader, base64.RawURLEncoding.EncodeToString(t))
 }
 
 // An authRequest is a request whose frame opened under a session.
