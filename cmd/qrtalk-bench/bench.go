@@ -30,14 +30,26 @@ var methodNotes = []string{
 	"Server and load generator share this machine and talk over loopback: compare the qrtalkd rows with the bare-relay rows of the same run, not with other machines.",
 }
 
+// baselineNotes say, per scenario, what the bare relay does in its rows,
+// or why it has none.
+var baselineNotes = map[string]string{
+	"a": "the relay forwards the same sealed envelope bytes between the same number of devices, with the same load (same offered rate at half rate)",
+	"b": "the relay with a minimal durable queue: one append-only log file, group commit (a send is answered after its batch's fsync), the queue also in memory and pushed on connect, a deletion record appended per acknowledgement (the drain ends when all are synced); no recovery, compaction, TTL or secure delete: the least durable queueing can cost",
+	"c": "the relay pushes each recipient the per-device copy qrtalkd delivers, one message at a time",
+	"d": "idle WebSocket subscriptions on the relay (TLS, no secure channel)",
+	"e": "the relay's subscribers drop and reconnect at once: a new TLS connection (full handshake) and WebSocket each, like qrtalkd's warm storm; the relay has no secure-channel session, so the cold row's ratio shows what the session setup adds on top",
+	"f": "the relay streams blobs to a file, checks the SHA-256 and syncs, and streams them back",
+	"s": "as in a: the relay at the same device counts and offered rates",
+	"g": "none: g compares qrtalkd's two stores with each other (PostgreSQL / SQLite); the relay has no store to compare",
+}
+
 // Run runs the scenarios of s and returns the report; the table goes to
 // out, progress to log.
 func Run(ctx context.Context, s *Settings, out, log io.Writer) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
-	b := &bench{s: s, out: out, log: log, t0: time.Now(), tmpls: map[[2]int][]byte{}}
+	b := newBench(s, out, log, time.Now())
 	b.rep = &Report{Tool: "qrtalk-bench", Started: time.Now().UTC(), Machine: describeMachine(), Settings: *s, Notes: methodNotes}
-	rand.Read(b.ids.prefix[:])
 	dir, err := os.MkdirTemp("", "qrtalk-bench-*")
 	if err != nil {
 		return nil, err
@@ -56,6 +68,14 @@ func Run(ctx context.Context, s *Settings, out, log io.Writer) (*Report, error) 
 	}
 	fmt.Fprintln(out)
 
+	if b.relay != nil {
+		b.rep.Baselines = map[string]string{}
+		for _, sc := range s.Scenarios {
+			if v, ok := baselineNotes[sc]; ok {
+				b.rep.Baselines[sc] = v
+			}
+		}
+	}
 	var runErr error
 	for _, sc := range s.Scenarios {
 		if ctx.Err() != nil {
@@ -78,6 +98,10 @@ func Run(ctx context.Context, s *Settings, out, log io.Writer) (*Report, error) 
 			err = b.scenarioStorm(ctx)
 		case "f":
 			err = b.scenarioMedia(ctx)
+		case "s":
+			err = b.scenarioSweeps(ctx)
+		case "g":
+			err = b.scenarioStores(ctx)
 		}
 		if err != nil {
 			runErr = fmt.Errorf("scenario %s: %w", sc, err)
@@ -87,15 +111,29 @@ func Run(ctx context.Context, s *Settings, out, log io.Writer) (*Report, error) 
 	b.rep.Targets = targets(b.rep.Results, s, b.rep.Machine.CPUs)
 	b.rep.Seconds = time.Since(b.t0).Seconds()
 	fmt.Fprintln(out)
-	printTable(out, b.rep.Results)
-	printIdle(out, b.rep.Results, "")
-	fmt.Fprintln(out)
-	printTargets(out, b.rep.Targets)
+	printReport(out, b.rep)
 	for _, p := range b.rep.Profiles {
 		fmt.Fprintf(out, "profile: %s\n", p)
 	}
+	if s.Plot != "" {
+		files, err := writePlots(s.Plot, b.rep)
+		for _, f := range files {
+			fmt.Fprintf(out, "plot: %s\n", f)
+		}
+		if err != nil && runErr == nil {
+			runErr = err
+		}
+	}
 	fmt.Fprintf(out, "\ntotal %.0fs\n", b.rep.Seconds)
 	return b.rep, runErr
+}
+
+// newBench makes a bench with its own devices and message IDs; start
+// gives it a server.
+func newBench(s *Settings, out, log io.Writer, t0 time.Time) *bench {
+	b := &bench{s: s, out: out, log: log, t0: t0, tmpls: map[[2]int][]byte{}}
+	rand.Read(b.ids.prefix[:])
+	return b
 }
 
 type bench struct {
@@ -112,8 +150,15 @@ type bench struct {
 	pprof   string // host:port of the server child's pprof, or ""
 	metrics string // host:port of the server's /metrics, or ""
 
-	relay     *child
-	relayDevs []*relayDevice
+	// Scenario g runs benches of its own, one per store.
+	store    string // the spawned server's store: "" (SQLite) or a postgres:// URL
+	pg       *pgDB  // with a PostgreSQL store: its processes are measured too
+	tag      string // appended to profile names ("-g-postgres")
+	fullOnly bool   // scenario a: full rate only, no half-rate run
+
+	relay         *child
+	relayDevs     []*relayDevice
+	stormBaseline *Result // e on the relay, measured in d while its subscriptions are open
 
 	pool    []*device
 	setupTr *http.Transport // registrations
@@ -134,7 +179,7 @@ func (b *bench) start(ctx context.Context) error {
 	s := b.s
 	if s.Server == "" {
 		b.logf("spawning the server")
-		c, err := spawnChild(ctx, "server", s.Qrtalkd, b.dir)
+		c, err := spawnChild(ctx, "server", s.Qrtalkd, b.dir, b.store)
 		if err != nil {
 			return err
 		}
@@ -154,7 +199,11 @@ func (b *bench) start(ctx context.Context) error {
 		if s.Qrtalkd != "" {
 			what = "qrtalkd binary " + s.Qrtalkd + " in a child process"
 		}
-		b.rep.Server = fmt.Sprintf("%s at %s, pid %d, SQLite store in a temporary directory, open registration, no rate limits", what, c.hello.URL, b.srvPID)
+		st := "SQLite store in a temporary directory"
+		if b.pg != nil {
+			st = fmt.Sprintf("PostgreSQL store (schema %s of %s, dropped at the end)", b.pg.schema, redactDSN(s.Postgres))
+		}
+		b.rep.Server = fmt.Sprintf("%s at %s, pid %d, %s, open registration, no rate limits", what, c.hello.URL, b.srvPID, st)
 	} else {
 		fp, err := protocol.ParseFingerprint(s.Fingerprint)
 		if err != nil {
@@ -166,9 +215,9 @@ func (b *bench) start(ctx context.Context) error {
 			b.rep.Server += " (no --server-pid: server CPU and RSS not measured)"
 		}
 	}
-	if s.Relay && slices.ContainsFunc(s.Scenarios, func(sc string) bool { return strings.Contains("acdf", sc) }) {
+	if s.Relay && slices.ContainsFunc(s.Scenarios, func(sc string) bool { return strings.Contains("abcdefs", sc) }) {
 		b.logf("spawning the bare relay")
-		c, err := spawnChild(ctx, "relay", "", b.dir)
+		c, err := spawnChild(ctx, "relay", "", b.dir, "")
 		if err != nil {
 			return err
 		}
@@ -198,6 +247,16 @@ func (b *bench) close() {
 	if b.srv != nil {
 		b.srv.stop()
 	}
+}
+
+// serverMeter starts measuring the server (and, with a PostgreSQL store,
+// the PostgreSQL processes that work for it).
+func (b *bench) serverMeter(ctx context.Context) *meter {
+	m := startMeter(b.srvPID)
+	if b.pg != nil && b.srvPID != 0 {
+		m.pg = b.pg.start(ctx)
+	}
+	return m
 }
 
 // ---- devices ----
@@ -639,7 +698,7 @@ func (b *bench) startCPUProfile(ctx context.Context, name string) (stop func()) 
 	if b.s.ProfileDir == "" || b.pprof == "" {
 		return func() {}
 	}
-	file, err := filepath.Abs(filepath.Join(b.s.ProfileDir, "server-cpu-"+name+".pprof"))
+	file, err := filepath.Abs(filepath.Join(b.s.ProfileDir, "server-cpu-"+name+b.tag+".pprof"))
 	if err == nil {
 		err = b.pprofPost(ctx, "/bench/cpu/start", url.Values{"file": {file}})
 	}

@@ -28,12 +28,29 @@ func TestEveryScenarioTiny(t *testing.T) {
 	}
 	dir := t.TempDir()
 	jsonPath := filepath.Join(dir, "report.json")
+	// Scenario g needs PostgreSQL: with $QRTALK_TEST_POSTGRES, or under
+	// CI=true (where it must be there), every scenario runs; otherwise g is
+	// left out, and said so.
+	scenarios := "all"
+	pg := os.Getenv("QRTALK_TEST_POSTGRES")
+	switch {
+	case pg != "":
+	case os.Getenv("CI") == "true":
+		t.Fatal("QRTALK_TEST_POSTGRES is not set, and CI=true requires scenario g (PostgreSQL) to run")
+	default:
+		t.Log("QRTALK_TEST_POSTGRES is not set: scenario g (SQLite and PostgreSQL side by side) is not tested")
+		scenarios = "a,b,c,d,e,f,s"
+		pg = defaultPostgres
+	}
 	args := []string{
+		"--scenario", scenarios, "--postgres", pg,
 		"--devices", "10", "--duration", "1s", "--messages", "200", "--concurrency", "8",
 		"--store-messages", "200", "--store-devices", "5",
 		"--group", "10", "--group-messages", "20",
 		"--idle", "10", "--blobs", "1", "--blob-size", "1MiB",
-		"--profile-dir", dir,
+		"--sweep-devices", "6,10", "--sweep-at", "10", "--sweep-rates", "25,50,100", "--sweep-duration", "500ms",
+		"--g-devices", "6", "--g-group", "5", "--g-store-messages", "100", "--g-store-devices", "4", "--g-duration", "500ms",
+		"--profile-dir", dir, "--plot", filepath.Join(dir, "plots"),
 		"--json", jsonPath, "--markdown", filepath.Join(dir, "table.md"), "--quiet",
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -53,8 +70,9 @@ func TestEveryScenarioTiny(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	// Every scenario, on qrtalkd and (where there is one) on the relay.
-	want := map[string]int{"a": 2, "b": 0, "c": 1, "d": 1, "e": 0, "f": 2}
+	// Every scenario, on qrtalkd and (where there is one) on the relay;
+	// g on both stores.
+	want := map[string]int{"a": 2, "b": 2, "c": 1, "d": 1, "e": 1, "f": 2, "s": 3}
 	got := map[string]map[string]int{}
 	for _, r := range rep.Results {
 		if got[r.Scenario] == nil {
@@ -69,6 +87,36 @@ func TestEveryScenarioTiny(t *testing.T) {
 		}
 		if r.System == "qrtalkd" && r.ServerCPU <= 0 && r.PeakRSSMiB <= 0 {
 			t.Errorf("%s %s: no server measurement", r.Scenario, r.Case)
+		}
+	}
+	if scenarios == "all" {
+		if got["g"][sysSQLite] != 4 || got["g"][sysPostgres] != 4 {
+			t.Errorf("g: %v rows, want 4 of each store (a, c, b queue, b drain)", got["g"])
+		}
+		for _, p := range storePairs(rep.Results) {
+			if p[1].DBPeakMiB <= 0 || p[1].PeakRSSMiB <= p[1].DBPeakMiB {
+				t.Errorf("g: %s: PostgreSQL's memory not counted: %+v", p[1].Case, p[1])
+			}
+		}
+		if rep.Stores == nil || rep.Stores.Skipped != "" || !strings.Contains(out.String(), "PG/SQLite") {
+			t.Errorf("g: no side-by-side table: %+v", rep.Stores)
+		}
+	}
+	// The sweeps: 2 device counts and 3 rates, each on qrtalkd and the
+	// relay; the points a measured are reused, not measured again.
+	if len(rep.Sweeps) != 2 || len(rep.Sweeps[0].Points) != 4 || len(rep.Sweeps[1].Points) != 6 {
+		t.Errorf("sweeps: %+v", rep.Sweeps)
+	}
+	for _, sw := range rep.Sweeps {
+		for _, p := range sw.Points {
+			if p.Rate <= 0 || p.P99 <= 0 {
+				t.Errorf("sweep %s: point not measured: %+v", sw.Name, p)
+			}
+		}
+	}
+	for _, name := range plotFiles {
+		if fi, err := os.Stat(filepath.Join(dir, "plots", name)); err != nil || fi.Size() < 1000 {
+			t.Errorf("plot %s: %v", name, err)
 		}
 	}
 	for scen, relays := range want {
@@ -102,6 +150,13 @@ func TestEveryScenarioTiny(t *testing.T) {
 	wantProfiles := []string{"server-cpu-idle-connect.pprof", "server-heap-idle.pprof", "server-cpu-storm-warm.pprof", "server-cpu-storm-cold.pprof",
 		"server-allocs-live-before.pprof", "server-cpu-live.pprof", "server-allocs-live-after.pprof",
 		"server-cpu-queue.pprof", "server-cpu-drain.pprof", "server-cpu-upload.pprof", "server-cpu-download.pprof"}
+	if scenarios == "all" {
+		for _, side := range []string{"sqlite", "postgres"} {
+			for _, p := range []string{"server-allocs-live-before", "server-cpu-live", "server-allocs-live-after", "server-cpu-queue", "server-cpu-drain"} {
+				wantProfiles = append(wantProfiles, p+"-g-"+side+".pprof")
+			}
+		}
+	}
 	if strings.Join(names, " ") != strings.Join(wantProfiles, " ") {
 		t.Errorf("profiles: %v, want %v", names, wantProfiles)
 	}

@@ -51,9 +51,10 @@ type childHello struct {
 
 // serverArgs are the qrtalkd options of a measured server: loopback, open
 // registration, and no rate limits (every simulated device comes from
-// 127.0.0.1, and a rate limit would measure itself).
-func serverArgs(data string) []string {
-	return []string{
+// 127.0.0.1, and a rate limit would measure itself). store is "" for the
+// SQLite file in the data directory, or a postgres:// URL.
+func serverArgs(data, store string) []string {
+	args := []string{
 		"--data", data,
 		"--listen", "127.0.0.1:0",
 		"--registration", "open",
@@ -63,6 +64,10 @@ func serverArgs(data string) []string {
 		"--log-level", "warn",
 		"--metrics-listen", "127.0.0.1:0",
 	}
+	if store != "" {
+		args = append(args, "--store", store)
+	}
+	return args
 }
 
 // runChild is main for a child process. It serves until its standard
@@ -96,7 +101,9 @@ func serverChild(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(serverArgs(*data), config.Environment{})
+	// The store comes in the environment, as qrtalkd reads it, so that a
+	// PostgreSQL URL is not on the command line for ps to show.
+	cfg, err := config.Load(serverArgs(*data, os.Getenv(storeEnv)), config.Environment{})
 	if err != nil {
 		return err
 	}
@@ -160,6 +167,25 @@ func hello(h childHello) {
 	os.Stdout.Write(append(b, '\n'))
 }
 
+// storeEnv is qrtalkd's environment variable for --store.
+const storeEnv = "QRTALKD_STORE"
+
+// childEnviron is the bench's environment without qrtalkd's own variables
+// (QRTALKD_*: a server child is configured by the bench alone), plus
+// key=value when value is not empty.
+func childEnviron(key, value string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "QRTALKD_") {
+			env = append(env, kv)
+		}
+	}
+	if value != "" {
+		env = append(env, key+"="+value)
+	}
+	return env
+}
+
 // A child is a spawned server process.
 type child struct {
 	kind  string
@@ -175,8 +201,9 @@ func (c *child) pid() int { return c.cmd.Process.Pid }
 
 // spawnChild starts this executable as a child of kind ("server",
 // "relay"), or the qrtalkd binary at qrtalkd for a server, and waits until
-// it serves. dir is its working directory (its data lives below it).
-func spawnChild(ctx context.Context, kind, qrtalkd, dir string) (*child, error) {
+// it serves. dir is its working directory (its data lives below it); store
+// is a server's store ("" for SQLite, or a postgres:// URL).
+func spawnChild(ctx context.Context, kind, qrtalkd, dir, store string) (*child, error) {
 	data := filepath.Join(dir, kind+"-data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
@@ -188,14 +215,15 @@ func spawnChild(ctx context.Context, kind, qrtalkd, dir string) (*child, error) 
 		if err := os.WriteFile(daemon.KeyPath(data), testkeys.Key(serverKeyIndex).PEM(), 0o600); err != nil {
 			return nil, err
 		}
-		cmd = exec.Command(qrtalkd, append([]string{"serve"}, append(serverArgs(data), "--qr=false")...)...)
+		cmd = exec.Command(qrtalkd, append([]string{"serve"}, append(serverArgs(data, ""), "--qr=false")...)...)
+		cmd.Env = childEnviron(storeEnv, store)
 	} else {
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, err
 		}
 		cmd = exec.Command(exe, "--data", data)
-		cmd.Env = append(os.Environ(), childEnv+"="+kind)
+		cmd.Env = append(childEnviron(storeEnv, store), childEnv+"="+kind)
 	}
 	cmd.Dir = dir
 	setChildAttrs(cmd)

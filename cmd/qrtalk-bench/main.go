@@ -7,8 +7,9 @@
 //
 // Usage:
 //
-//	qrtalk-bench [--scenario all|a,b,c,d,e,f] [--json FILE] [options]
+//	qrtalk-bench [--scenario all|a,b,c,d,e,f,g,s] [--json FILE] [--plot DIR] [options]
 //	qrtalk-bench --server https://127.0.0.1:8443 --fingerprint FP [options]
+//	qrtalk-bench --from-json FILE [--plot DIR] [--markdown FILE]
 //
 // Without --server it spawns the server itself, as a child process on a
 // loopback port with a temporary data directory, open registration and no
@@ -29,6 +30,11 @@
 //	e  reconnect storm: every idle device drops and reconnects at once,
 //	   keeping its session (warm) or as a restarted client (cold)
 //	f  media: 10 MiB blobs up and down
+//	g  the SQLite store and the PostgreSQL store side by side: a, b and
+//	   c at one size each on a fresh server with each store
+//	s  sweeps: scenario a's full rate against connected devices, and its
+//	   latency against offered rate (25 to 100% of the full rate); --plot
+//	   draws them as PNG
 //
 // The bench only talks to 127.0.0.1 and ::1, stops by itself (every run is
 // bounded by --duration and by a count, the whole by --timeout) and prints
@@ -75,18 +81,32 @@ type Settings struct {
 	Blobs         int           `json:"blobs"`
 	BlobSize      int64         `json:"blob_size"`
 	Relay         bool          `json:"relay"`
-	JSON          string        `json:"-"`
-	FromJSON      string        `json:"-"`
-	Markdown      string        `json:"-"`
-	ProfileDir    string        `json:"-"`
-	Timeout       time.Duration `json:"timeout_ns"`
-	Quiet         bool          `json:"-"`
+
+	SweepDevices  []int         `json:"sweep_devices"`
+	SweepAt       int           `json:"sweep_at"`
+	SweepRates    []int         `json:"sweep_rates"`
+	SweepDuration time.Duration `json:"sweep_duration_ns"`
+
+	Postgres       string        `json:"-"` // may hold a password
+	GDevices       int           `json:"g_devices"`
+	GGroup         int           `json:"g_group"`
+	GStoreMessages int           `json:"g_store_messages"`
+	GStoreDevices  int           `json:"g_store_devices"`
+	GDuration      time.Duration `json:"g_duration_ns"`
+	Plot           string        `json:"-"`
+	requireStores  bool          // g named on the command line: not measuring it is an error
+	JSON           string        `json:"-"`
+	FromJSON       string        `json:"-"`
+	Markdown       string        `json:"-"`
+	ProfileDir     string        `json:"-"`
+	Timeout        time.Duration `json:"timeout_ns"`
+	Quiet          bool          `json:"-"`
 }
 
 // allScenarios is the order they run in: idle channels first, on a server
 // whose heap has not yet grown under load (RSS per channel is then not
 // hidden in memory freed by earlier scenarios); c reuses a's channels.
-var allScenarios = []string{"d", "e", "a", "c", "b", "f"}
+var allScenarios = []string{"d", "e", "a", "s", "c", "b", "f", "g"}
 
 func main() {
 	if kind := os.Getenv(childEnv); kind != "" {
@@ -114,6 +134,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if s.FromJSON != "" {
 		rep, err = reprint(s.FromJSON, stdout)
 		s.JSON = ""
+		if err == nil && s.Plot != "" {
+			var files []string
+			files, err = writePlots(s.Plot, rep)
+			for _, f := range files {
+				fmt.Fprintf(stdout, "plot: %s\n", f)
+			}
+		}
 	} else {
 		rep, err = Run(ctx, s, stdout, progress)
 	}
@@ -151,7 +178,7 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 	fs.StringVar(&s.Metrics, "metrics", "", "with --server: its metrics listener, host:port on 127.0.0.1 (b then waits for the queue to empty)")
 	spawn := fs.Bool("spawn", false, "spawn the server (the default without --server)")
 	fs.StringVar(&s.Qrtalkd, "qrtalkd", "", "spawn this qrtalkd binary instead of the bench's own server child")
-	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of a (live), b (store), c (group), d (idle), e (storm), f (media)")
+	scen := fs.String("scenario", "all", "scenarios to run: all, or a comma-separated list of a (live), b (store), c (group), d (idle), e (storm), f (media), g (stores: SQLite and PostgreSQL), s (sweeps)")
 	fs.DurationVar(&s.Duration, "duration", 10*time.Second, "length of each measured run of scenarios a and c")
 	fs.IntVar(&s.Messages, "messages", 1_000_000, "at most this many messages in each measured run of scenarios a and c")
 	live := fs.String("devices", "100,1000", "a: connected device counts")
@@ -165,7 +192,22 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 	storm := fs.String("storm", "warm,cold", "e: reconnect kinds: warm (the SDK keeps its session) and/or cold (new Conn: new secure-channel session)")
 	fs.IntVar(&s.Blobs, "blobs", 10, "f: blobs uploaded and downloaded")
 	blobSize := fs.String("blob-size", "10MiB", "f: blob size (B, KiB, MiB)")
-	fs.BoolVar(&s.Relay, "relay", true, "run the bare-relay baseline beside scenarios a, c and f")
+	fs.BoolVar(&s.Relay, "relay", true, "run the bare-relay baseline beside scenarios a, b, c, d, e, f and s")
+	sweepDevs := fs.String("sweep-devices", "100,300,1000,3000", "s: connected device counts of the throughput curve (points scenario a measured are reused)")
+	fs.IntVar(&s.SweepAt, "sweep-at", 1000, "s: connected devices of the latency curve")
+	sweepRates := fs.String("sweep-rates", "25,50,75,100", "s: offered rates of the latency curve, in percent of qrtalkd's full rate")
+	fs.DurationVar(&s.SweepDuration, "sweep-duration", 5*time.Second, "s: length of each measured point")
+	pgDefault := defaultPostgres
+	if v := os.Getenv("QRTALK_TEST_POSTGRES"); v != "" {
+		pgDefault = v
+	}
+	fs.StringVar(&s.Postgres, "postgres", pgDefault, "g: PostgreSQL database on 127.0.0.1 (default $QRTALK_TEST_POSTGRES, else the tests' database); the bench works in a schema of its own, dropped at the end")
+	fs.IntVar(&s.GDevices, "g-devices", 1000, "g: connected devices of live delivery (full rate)")
+	fs.IntVar(&s.GGroup, "g-group", 100, "g: group size of the fan-out")
+	fs.IntVar(&s.GStoreMessages, "g-store-messages", 20_000, "g: messages queued for offline devices")
+	fs.IntVar(&s.GStoreDevices, "g-store-devices", 200, "g: offline devices they are queued for")
+	fs.DurationVar(&s.GDuration, "g-duration", 5*time.Second, "g: length of the live-delivery and fan-out runs")
+	fs.StringVar(&s.Plot, "plot", "", "write PNG plots of the sweeps to this directory (with --from-json: of a saved report)")
 	fs.StringVar(&s.JSON, "json", "", "write the report as JSON to this file")
 	fs.StringVar(&s.Markdown, "markdown", "", "write the table as Markdown to this file")
 	fs.StringVar(&s.FromJSON, "from-json", "", "run nothing: print the table of a report written by --json (targets judged again)")
@@ -211,6 +253,24 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 	if s.GroupSizes, err = parseInts("--group", *group, 1); err != nil {
 		return nil, err
 	}
+	if s.SweepDevices, err = parseInts("--sweep-devices", *sweepDevs, 2); err != nil {
+		return nil, err
+	}
+	if s.SweepRates, err = parseInts("--sweep-rates", *sweepRates, 1); err != nil {
+		return nil, err
+	}
+	if slices.Max(s.SweepRates) > 200 {
+		return nil, errors.New("--sweep-rates: at most 200 (percent of the full rate)")
+	}
+	s.requireStores = *scen != "all" && slices.Contains(s.Scenarios, "g")
+	if slices.Contains(s.Scenarios, "g") {
+		if s.requireStores && s.Server != "" {
+			return nil, errors.New("scenario g spawns servers of its own: not with --server")
+		}
+		if err := checkLoopbackPG(s.Postgres); err != nil {
+			return nil, err
+		}
+	}
 	if slices.Max(s.GroupSizes) > 2047 {
 		return nil, errors.New("--group: at most 2047 devices (an envelope holds 2048, the sender's included)")
 	}
@@ -241,6 +301,14 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 		return nil, errors.New("--idle must be from 1 to 19000 (the open-files limit of one process)")
 	case s.Blobs < 1 || s.BlobSize < 1:
 		return nil, errors.New("--blobs and --blob-size must be at least 1")
+	case s.SweepAt < 2 || s.SweepAt > 19_000 || slices.Max(s.SweepDevices) > 19_000:
+		return nil, errors.New("--sweep-at and --sweep-devices must be from 2 to 19000")
+	case s.SweepDuration <= 0 || s.SweepDuration > time.Hour || s.GDuration <= 0 || s.GDuration > time.Hour:
+		return nil, errors.New("--sweep-duration and --g-duration must be from 1ns to 1h")
+	case s.GDevices < 2 || s.GDevices > 19_000 || s.GGroup < 1 || s.GGroup > 2047:
+		return nil, errors.New("--g-devices must be from 2 to 19000 and --g-group from 1 to 2047")
+	case s.GStoreMessages < 1 || s.GStoreDevices < 2:
+		return nil, errors.New("--g-store-messages must be at least 1 and --g-store-devices at least 2")
 	case s.Timeout <= 0:
 		return nil, errors.New("--timeout must be positive")
 	}
@@ -252,7 +320,7 @@ func parseScenarios(v string) ([]string, error) {
 		return slices.Clone(allScenarios), nil
 	}
 	names := map[string]string{"a": "a", "live": "a", "b": "b", "store": "b", "c": "c", "group": "c",
-		"d": "d", "idle": "d", "e": "e", "storm": "e", "f": "f", "media": "f"}
+		"d": "d", "idle": "d", "e": "e", "storm": "e", "f": "f", "media": "f", "g": "g", "stores": "g", "s": "s", "sweep": "s", "sweeps": "s"}
 	var out []string
 	for _, s := range strings.Split(v, ",") {
 		n, ok := names[strings.TrimSpace(s)]

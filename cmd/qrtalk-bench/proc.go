@@ -90,6 +90,7 @@ type meter struct {
 	cpu      float64
 	peak     int64
 	rss      int64
+	pg       *pgMeter // the PostgreSQL processes that work for the server, if any
 }
 
 func startMeter(pid int) *meter {

@@ -18,6 +18,11 @@ package main
 //	GET  /blob/ID    streams the blob and deletes it.
 //	GET  /ping       answers "pong" (the bench opens connections with it).
 //
+// Messages for a subscriber that is not connected go to a minimal durable
+// queue (b's baseline, relayQueue); the answer to /send is then "queued",
+// once the message is synced to disk, and GET /depth says how many queued
+// messages are not yet deleted on disk.
+//
 // It lives in the bench, not in the product.
 
 import (
@@ -42,6 +47,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -57,19 +63,134 @@ const (
 
 type relayServer struct {
 	blobDir string
-	mu      sync.Mutex
+	q       *relayQueue
+	mu      sync.Mutex // subs; and a subscription takes its queue under it
 	subs    map[uint32]*relaySub
 }
 
 type relaySub struct {
-	ws   *websocket.Conn
-	mu   sync.Mutex
-	acks map[[16]byte]chan struct{}
+	id     uint32
+	ws     *websocket.Conn
+	mu     sync.Mutex
+	acks   map[[16]byte]chan struct{}
+	queued map[[16]byte]bool // pushed from the queue, not yet acknowledged
+}
+
+// relayQueue is the bare relay's durable queue, the least that durable
+// queueing costs: one append-only log file; a message is appended and its
+// sender answered once the record is synced, with group commit (the
+// records that arrive while one fsync runs share the next one). The queue
+// is also held in memory, and pushed from there when its subscriber
+// connects; each acknowledgement appends a deletion record, synced the
+// same way. Nothing is read back at start, the log is never compacted,
+// there is no TTL and no secure delete: a baseline, not a store.
+type relayQueue struct {
+	f     *os.File
+	kick  chan struct{}
+	depth atomic.Int64 // queued and not yet deleted on disk
+
+	mu    sync.Mutex
+	buf   []byte
+	waits []chan error
+	dels  int64 // deletion records in buf
+	msgs  map[uint32][]relayQueued
+}
+
+type relayQueued struct {
+	id  [16]byte
+	msg []byte
+}
+
+func newRelayQueue(path string) (*relayQueue, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	q := &relayQueue{f: f, kick: make(chan struct{}, 1), msgs: map[uint32][]relayQueued{}}
+	go q.loop()
+	return q, nil
+}
+
+// loop writes and syncs what was appended, one batch at a time.
+func (q *relayQueue) loop() {
+	for range q.kick {
+		q.mu.Lock()
+		buf, waits, dels := q.buf, q.waits, q.dels
+		q.buf, q.waits, q.dels = nil, nil, 0
+		q.mu.Unlock()
+		if len(buf) == 0 {
+			continue
+		}
+		_, err := q.f.Write(buf)
+		if err == nil {
+			err = q.f.Sync()
+		}
+		q.depth.Add(-dels)
+		for _, w := range waits {
+			w <- err
+		}
+	}
+}
+
+// logRecord appends a record to the next batch; the channel says when it
+// is on disk.
+func (q *relayQueue) logRecord(rec []byte, deletion bool) <-chan error {
+	ch := make(chan error, 1)
+	q.mu.Lock()
+	q.buf = append(q.buf, rec...)
+	q.waits = append(q.waits, ch)
+	if deletion {
+		q.dels++
+	}
+	q.mu.Unlock()
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+	return ch
+}
+
+// enqueue queues msg for subscriber to: in memory at once (the caller
+// holds relayServer.mu, so a subscription cannot miss it), on disk when
+// the channel says so.
+func (q *relayQueue) enqueue(to uint32, id [16]byte, msg []byte) <-chan error {
+	rec := make([]byte, 1+16+4+4+len(msg))
+	rec[0] = 1
+	copy(rec[1:], id[:])
+	binary.BigEndian.PutUint32(rec[17:], to)
+	binary.BigEndian.PutUint32(rec[21:], uint32(len(msg)))
+	copy(rec[25:], msg)
+	q.mu.Lock()
+	q.msgs[to] = append(q.msgs[to], relayQueued{id: id, msg: msg})
+	q.mu.Unlock()
+	q.depth.Add(1)
+	return q.logRecord(rec, false)
+}
+
+// take removes and returns subscriber to's queue, to be pushed.
+func (q *relayQueue) take(to uint32) []relayQueued {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	m := q.msgs[to]
+	delete(q.msgs, to)
+	return m
+}
+
+// deleted logs that a queued message was acknowledged.
+func (q *relayQueue) deleted(to uint32, id [16]byte) {
+	rec := make([]byte, 1+16+4)
+	rec[0] = 2
+	copy(rec[1:], id[:])
+	binary.BigEndian.PutUint32(rec[17:], to)
+	q.logRecord(rec, true)
 }
 
 func (r *relayServer) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ping", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "pong") })
+	mux.HandleFunc("GET /depth", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, strconv.FormatInt(r.q.depth.Load(), 10))
+	})
 	mux.HandleFunc("GET /sub", r.handleSub)
 	mux.HandleFunc("POST /send", r.handleSend)
 	mux.HandleFunc("POST /blob", r.handleUpload)
@@ -89,13 +210,31 @@ func (r *relayServer) handleSub(w http.ResponseWriter, req *http.Request) {
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(64 << 10)
-	s := &relaySub{ws: ws, acks: map[[16]byte]chan struct{}{}}
+	s := &relaySub{id: uint32(id), ws: ws, acks: map[[16]byte]chan struct{}{}, queued: map[[16]byte]bool{}}
 	r.mu.Lock()
 	old := r.subs[uint32(id)]
 	r.subs[uint32(id)] = s
+	backlog := r.q.take(uint32(id))
 	r.mu.Unlock()
 	if old != nil {
 		old.ws.CloseNow()
+	}
+	if len(backlog) > 0 {
+		s.mu.Lock()
+		for _, m := range backlog {
+			s.queued[m.id] = true
+		}
+		s.mu.Unlock()
+		go func() {
+			for _, m := range backlog {
+				wctx, cancel := context.WithTimeout(req.Context(), 10*time.Second)
+				err := ws.Write(wctx, websocket.MessageBinary, m.msg)
+				cancel()
+				if err != nil {
+					return
+				}
+			}
+		}()
 	}
 	defer func() {
 		r.mu.Lock()
@@ -116,9 +255,14 @@ func (r *relayServer) handleSub(w http.ResponseWriter, req *http.Request) {
 			s.mu.Lock()
 			ch := s.acks[mid]
 			delete(s.acks, mid)
+			wasQueued := s.queued[mid]
+			delete(s.queued, mid)
 			s.mu.Unlock()
 			if ch != nil {
 				close(ch)
+			}
+			if wasQueued {
+				r.q.deleted(s.id, mid)
 			}
 		}
 	}
@@ -141,10 +285,14 @@ func (r *relayServer) handleSend(w http.ResponseWriter, req *http.Request) {
 	copy(msg, body[:16])
 	copy(msg[16:], body[18+4*n:])
 	waits := make([]chan struct{}, 0, n)
+	var stored []<-chan error
 	for i := range n {
 		to := binary.BigEndian.Uint32(body[18+4*i:])
 		r.mu.Lock()
 		s := r.subs[to]
+		if s == nil {
+			stored = append(stored, r.q.enqueue(to, mid, msg))
+		}
 		r.mu.Unlock()
 		if s == nil {
 			continue
@@ -170,11 +318,22 @@ func (r *relayServer) handleSend(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 	}
-	if len(waits) < n {
-		http.Error(w, "unknown subscriber", http.StatusNotFound)
-		return
+	for _, ch := range stored {
+		if err := <-ch; err != nil {
+			http.Error(w, "queue: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 	}
-	io.WriteString(w, "delivered")
+	switch {
+	case len(stored) == n:
+		io.WriteString(w, "queued")
+	case len(waits) == n:
+		io.WriteString(w, "delivered")
+	case len(waits)+len(stored) < n:
+		http.Error(w, "a live subscriber did not take the message", http.StatusServiceUnavailable)
+	default:
+		io.WriteString(w, "delivered and queued")
+	}
 }
 
 func (r *relayServer) handleUpload(w http.ResponseWriter, req *http.Request) {
@@ -302,7 +461,11 @@ func startRelay(dir string) (*http.Server, childHello, error) {
 	if err != nil {
 		return nil, childHello{}, err
 	}
-	r := &relayServer{blobDir: blobs, subs: map[uint32]*relaySub{}}
+	q, err := newRelayQueue(filepath.Join(dir, "queue.log"))
+	if err != nil {
+		return nil, childHello{}, err
+	}
+	r := &relayServer{blobDir: blobs, q: q, subs: map[uint32]*relaySub{}}
 	srv := &http.Server{
 		Handler:           r.handler(),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
@@ -419,23 +582,45 @@ func relayBody(id protocol.MessageID, to []uint32, payload []byte) []byte {
 }
 
 // send posts a message and waits for the relay's answer (after every
-// recipient's acknowledgement).
+// recipient's acknowledgement, or its message on disk).
 func (d *relayDevice) send(ctx context.Context, body []byte) error {
+	_, err := d.sendFor(ctx, body)
+	return err
+}
+
+// sendFor is send, returning the relay's answer: "delivered" or "queued".
+func (d *relayDevice) sendFor(ctx context.Context, body []byte) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url+"/send", bytes.NewReader(body))
 	if err != nil {
-		return err
+		return "", err
 	}
 	req.Header.Set("Content-Type", "application/octet-stream")
 	resp, err := d.hc.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer resp.Body.Close()
-	io.Copy(io.Discard, resp.Body)
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("relay answered %s", resp.Status)
+		return "", fmt.Errorf("relay answered %s", resp.Status)
 	}
-	return nil
+	return string(answer), nil
+}
+
+// depth asks the relay how many queued messages are not yet deleted on
+// disk.
+func (d *relayDevice) depth(ctx context.Context) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.url+"/depth", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
+	return strconv.ParseInt(string(b), 10, 64)
 }
 
 func (d *relayDevice) upload(ctx context.Context, r io.Reader, size int64, sum [32]byte) (string, error) {

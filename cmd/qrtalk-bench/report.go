@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -34,13 +35,16 @@ type Result struct {
 	Offered float64 `json:"offered_per_s,omitempty"`
 	Errors  int64   `json:"errors"`
 	// Server process: CPU seconds during the run, CPU per unit, peak RSS.
-	ServerCPU  float64            `json:"server_cpu_s"`
-	CPUPerUnit float64            `json:"server_cpu_us_per_unit"`
-	PeakRSSMiB float64            `json:"server_peak_rss_mib"`
-	Ratio      float64            `json:"qrtalkd_over_relay,omitempty"` // rate ratio, on qrtalkd rows
-	Notes      string             `json:"notes,omitempty"`
-	Extra      map[string]float64 `json:"extra,omitempty"`
-	measured   bool
+	ServerCPU  float64 `json:"server_cpu_s"`
+	CPUPerUnit float64 `json:"server_cpu_us_per_unit"`
+	PeakRSSMiB float64 `json:"server_peak_rss_mib"`
+	// PostgreSQL's share of ServerCPU and PeakRSSMiB (scenario g).
+	DBCPU     float64            `json:"postgres_cpu_s,omitempty"`
+	DBPeakMiB float64            `json:"postgres_peak_pss_mib,omitempty"`
+	Ratio     float64            `json:"qrtalkd_over_relay,omitempty"` // rate ratio, on qrtalkd rows
+	Notes     string             `json:"notes,omitempty"`
+	Extra     map[string]float64 `json:"extra,omitempty"`
+	measured  bool
 }
 
 // A Target is one of issue 6's targets and what this run says of it.
@@ -64,6 +68,13 @@ type Report struct {
 	Results  []Result  `json:"results"`
 	Targets  []Target  `json:"targets"`
 	Profiles []string  `json:"profiles,omitempty"`
+	// Sweeps are the curves (scenario s), for --plot.
+	Sweeps []Sweep `json:"sweeps,omitempty"`
+	// Stores is what scenario g says beside its rows.
+	Stores *StoresReport `json:"stores,omitempty"`
+	// Baselines says, per scenario, what the bare relay is compared with
+	// there, or why it is not.
+	Baselines map[string]string `json:"baselines,omitempty"`
 }
 
 // latencies collects durations and reports percentiles.
@@ -239,6 +250,14 @@ func printMarkdown(w io.Writer, rep *Report) {
 	fmt.Fprintln(w)
 	printIdle(w, rep.Results, "- ")
 	fmt.Fprintln(w)
+	sweepMarkdown(w, rep.Sweeps)
+	storesMarkdown(w, rep)
+	for _, k := range slices.Sorted(maps.Keys(rep.Baselines)) {
+		fmt.Fprintf(w, "- baseline of %s: %s\n", k, rep.Baselines[k])
+	}
+	if len(rep.Baselines) > 0 {
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintln(w, "| target | want | measured | verdict |")
 	fmt.Fprintln(w, "|---|---|---|---|")
 	for _, t := range rep.Targets {
@@ -300,9 +319,24 @@ func reprint(path string, out io.Writer) (*Report, error) {
 	}
 	rep.Targets = targets(rep.Results, &rep.Settings, rep.Machine.CPUs)
 	fmt.Fprintf(out, "qrtalk-bench report of %s: %s\n\n", rep.Started.Format(time.RFC3339), rep.Server)
+	printReport(out, &rep)
+	return &rep, nil
+}
+
+// printReport writes the table, what the table's columns do not show
+// (memory per idle channel, the sweeps, the stores side by side, the
+// baselines) and the targets.
+func printReport(out io.Writer, rep *Report) {
 	printTable(out, rep.Results)
 	printIdle(out, rep.Results, "")
 	fmt.Fprintln(out)
+	printSweeps(out, rep.Sweeps)
+	printStores(out, rep)
+	for _, k := range slices.Sorted(maps.Keys(rep.Baselines)) {
+		fmt.Fprintf(out, "baseline of %s: %s\n", k, rep.Baselines[k])
+	}
+	if len(rep.Baselines) > 0 {
+		fmt.Fprintln(out)
+	}
 	printTargets(out, rep.Targets)
-	return &rep, nil
 }

@@ -150,9 +150,20 @@ func joinNotes(notes ...string) string {
 	return strings.Join(out, "; ")
 }
 
-// measure fills a result's server columns from a meter.
+// measure fills a result's server columns from a meter. With a
+// PostgreSQL store, PostgreSQL's CPU and peak PSS are added to qrtalkd's
+// (and kept apart in DBCPU and DBPeakMiB).
 func measure(r *Result, m *meter) {
 	cpu, peak := m.stop()
+	if m.pg != nil {
+		dbCPU, dbPeak, err := m.pg.end(context.Background())
+		r.DBCPU, r.DBPeakMiB = dbCPU, float64(dbPeak)/(1<<20)
+		cpu += dbCPU
+		peak += dbPeak
+		if err != nil {
+			r.Notes = joinNotes(r.Notes, "PostgreSQL processes not fully measured: "+err.Error())
+		}
+	}
 	if r.Seconds > 0 {
 		r.Rate = r.Count / r.Seconds
 	}
@@ -227,11 +238,11 @@ func (b *bench) scenarioLive(ctx context.Context) error {
 		}
 		name := fmt.Sprintf("live %s, %d dev", sizeName(b.s.MessageSize), n)
 		profile := b.s.ProfileDir != "" && b.pprof != "" && n == largest
-		full := b.liveRun(ctx, n, tmpls, 0, profile)
+		full := b.liveRun(ctx, n, tmpls, 0, b.s.Duration, profile)
 		full.Case = name + ", full rate"
 		var rfull, rhalf *Result
 		if b.relay != nil {
-			rfull = b.relayLiveRun(ctx, n, tmpls[0], 0)
+			rfull = b.relayLiveRun(ctx, n, tmpls[0], 0, b.s.Duration)
 			rfull.Case = full.Case
 			if rfull.Rate > 0 {
 				full.Ratio = full.Rate / rfull.Rate
@@ -241,12 +252,15 @@ func (b *bench) scenarioLive(ctx context.Context) error {
 		if full.Rate == 0 {
 			return fmt.Errorf("no message delivered at full rate (%s)", full.Notes)
 		}
-		half := b.liveRun(ctx, n, tmpls, full.Rate/2, false)
+		if b.fullOnly {
+			continue
+		}
+		half := b.liveRun(ctx, n, tmpls, full.Rate/2, b.s.Duration, false)
 		half.Case = name + ", half rate"
 		if b.relay != nil {
 			// The relay gets the same offered rate: latencies compare at
 			// equal load.
-			rhalf = b.relayLiveRun(ctx, n, tmpls[0], full.Rate/2)
+			rhalf = b.relayLiveRun(ctx, n, tmpls[0], full.Rate/2, b.s.Duration)
 			rhalf.Case = half.Case + " (qrtalkd's)"
 		}
 		b.add(half, rhalf)
@@ -256,7 +270,7 @@ func (b *bench) scenarioLive(ctx context.Context) error {
 
 // liveRun measures qrtalkd's live delivery among pool[:n], device i
 // sending to device i+1: closed loop at rate 0, else open loop.
-func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64, profile bool) *Result {
+func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64, dur time.Duration, profile bool) *Result {
 	tr := newTracker()
 	b.setSink(&b.sink, tr.ack)
 	defer b.sink.Store(nil)
@@ -286,16 +300,16 @@ func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64
 	b.setSink(&b.sink, tr.ack)
 	stopProfile := func() {}
 	if profile {
-		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-live-before.pprof"))
+		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-live-before"+b.tag+".pprof"))
 		stopProfile = b.startCPUProfile(ctx, "live")
 	}
-	m := startMeter(b.srvPID)
+	m := b.serverMeter(ctx)
 	t0 := time.Now()
 	var skipped int64
 	if rate == 0 {
-		closedLoop(ctx, b.s.Concurrency, n, b.s.Duration, b.s.Messages, send)
+		closedLoop(ctx, b.s.Concurrency, n, dur, b.s.Messages, send)
 	} else {
-		skipped = openLoop(ctx, rate, n, b.s.Duration, b.s.Messages, 8192, send)
+		skipped = openLoop(ctx, rate, n, dur, b.s.Messages, 8192, send)
 	}
 	elapsed := time.Since(t0)
 	stopProfile()
@@ -307,7 +321,7 @@ func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64
 	waitUntil(func() bool { d, _ := tr.counts(); return d >= delivered.Load() }, 2*time.Second)
 	tr.lat.fill(r)
 	if profile {
-		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-live-after.pprof"))
+		b.fetchProfile(ctx, "/debug/pprof/allocs", filepath.Join(b.s.ProfileDir, "server-allocs-live-after"+b.tag+".pprof"))
 	}
 	var notes []string
 	if rate == 0 {
@@ -327,7 +341,7 @@ func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64
 
 // relayLiveRun is liveRun on the bare relay: the same devices, pattern,
 // load and payload bytes (the sealed envelope).
-func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate float64) *Result {
+func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate float64, dur time.Duration) *Result {
 	tr := newTracker()
 	b.setSink(&b.rsink, tr.ack)
 	defer b.rsink.Store(nil)
@@ -352,10 +366,11 @@ func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate fl
 	b.setSink(&b.rsink, tr.ack)
 	m := startMeter(b.relayPID())
 	t0 := time.Now()
+	var skipped int64
 	if rate == 0 {
-		closedLoop(ctx, b.s.Concurrency, n, b.s.Duration, b.s.Messages, send)
+		closedLoop(ctx, b.s.Concurrency, n, dur, b.s.Messages, send)
 	} else {
-		openLoop(ctx, rate, n, b.s.Duration, b.s.Messages, 8192, send)
+		skipped = openLoop(ctx, rate, n, dur, b.s.Messages, 8192, send)
 	}
 	elapsed := time.Since(t0)
 	r := &Result{Scenario: "a", System: "relay", Unit: "msg", Count: float64(delivered.Load()),
@@ -363,7 +378,7 @@ func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate fl
 	measure(r, m)
 	waitUntil(func() bool { d, _ := tr.counts(); return d >= delivered.Load() }, 2*time.Second)
 	tr.lat.fill(r)
-	r.Notes = first.String()
+	r.Notes = joinNotes(nonzero(skipped, "sends skipped (over 8192 in flight)"), first.String())
 	return r
 }
 
@@ -438,7 +453,7 @@ func (b *bench) groupRun(ctx context.Context, g int, sender *device, tmpl []byte
 			}
 		}
 	}
-	m := startMeter(b.srvPID)
+	m := b.serverMeter(ctx)
 	t0 := time.Now()
 	closedLoop(ctx, 1, 1, b.s.Duration, b.s.GroupMessages, send)
 	elapsed := time.Since(t0)
@@ -524,7 +539,7 @@ func (b *bench) scenarioStore(ctx context.Context) error {
 		lat.add(time.Since(start))
 	}
 	stopProfile := b.startCPUProfile(ctx, "queue")
-	m := startMeter(b.srvPID)
+	m := b.serverMeter(ctx)
 	t0 := time.Now()
 	closedLoop(ctx, b.s.Concurrency, d, b.s.Timeout, n, send)
 	stopProfile()
@@ -542,7 +557,7 @@ func (b *bench) scenarioStore(ctx context.Context) error {
 	defer b.sink.Store(nil)
 	want := queued.Load()
 	stopProfile = b.startCPUProfile(ctx, "drain")
-	m = startMeter(b.srvPID)
+	m = b.serverMeter(ctx)
 	t0 = time.Now()
 	err = parallel(ctx, d, 64, func(i int) error { return b.openLive(ctx, b.pool[i], false) })
 	limit := max(60*time.Second, time.Duration(want)*time.Millisecond)
@@ -570,9 +585,96 @@ func (b *bench) scenarioStore(ctx context.Context) error {
 		dr.Errors = max(1, want-got.Load())
 		dr.Notes = joinNotes(dr.Notes, fmt.Sprintf("stopped waiting: %d of %d arrived, queue emptied: %v", got.Load(), want, emptied), fmt.Sprint(err))
 	}
-	b.add(dr)
+	var rq, rd *Result
+	if b.relay != nil && err == nil {
+		b.closeAllLive()
+		rq, rd = b.relayStore(ctx, d, n, tmpls)
+		if rq.Rate > 0 {
+			ins.Ratio = ins.Rate / rq.Rate
+		}
+		if rd.Rate > 0 && dr.Errors == 0 {
+			dr.Ratio = dr.Rate / rd.Rate
+		}
+		// The table's rows: qrtalkd's insert, the relay's, then the drains.
+		b.rep.Results = slices.DeleteFunc(b.rep.Results, func(r Result) bool {
+			return r.Scenario == "b" && r.System == "qrtalkd" && r.Case == ins.Case
+		})
+		b.rep.Results = append(b.rep.Results, *ins)
+		b.add(rq, dr, rd)
+	} else {
+		b.add(dr)
+	}
 	b.closeAllLive()
 	return err
+}
+
+// relayStore is b on the bare relay with its minimal durable queue
+// (relayQueue): the same devices, pattern, load and envelope bytes.
+func (b *bench) relayStore(ctx context.Context, d, n int, tmpls [][]byte) (ins, dr *Result) {
+	b.logf("b: relay: queueing %d messages for %d offline subscribers", n, d)
+	b.unsubscribeRelay()
+	b.ensureRelayDevs(d)
+	parallel(ctx, d, 32, func(i int) error { return b.relayDevs[i].ping(ctx) })
+	var lat latencies
+	var queued, other, failed atomic.Int64
+	var first errNote
+	send := func(i int, start time.Time) {
+		answer, err := b.relayDevs[i].sendFor(ctx, relayBody(b.ids.next(), []uint32{uint32((i + 1) % d)}, tmpls[i]))
+		switch {
+		case err != nil:
+			failed.Add(1)
+			first.set(err)
+			return
+		case answer == "queued":
+			queued.Add(1)
+		default:
+			other.Add(1)
+		}
+		lat.add(time.Since(start))
+	}
+	m := startMeter(b.relayPID())
+	t0 := time.Now()
+	closedLoop(ctx, b.s.Concurrency, d, b.s.Timeout, n, send)
+	ins = &Result{Scenario: "b", System: "relay", Case: fmt.Sprintf("queue for %d offline dev", d), Unit: "msg",
+		Count: float64(queued.Load()), Seconds: time.Since(t0).Seconds(), Errors: failed.Load() + other.Load()}
+	measure(ins, m)
+	lat.fill(ins)
+	ins.Notes = joinNotes("minimal durable queue: append-only log, group commit (answered after fsync)",
+		nonzero(other.Load(), "not answered 'queued'"), first.String())
+
+	b.logf("b: relay: %d subscribers connect and drain", d)
+	var got atomic.Int64
+	b.setSink(&b.rsink, func(protocol.MessageID) { got.Add(1) })
+	defer b.rsink.Store(nil)
+	want := queued.Load()
+	m = startMeter(b.relayPID())
+	t0 = time.Now()
+	err := parallel(ctx, d, 64, func(i int) error {
+		return b.relayDevs[i].subscribe(ctx, func(id protocol.MessageID) {
+			if f := b.rsink.Load(); f != nil {
+				(*f)(id)
+			}
+		})
+	})
+	limit := max(60*time.Second, time.Duration(want)*time.Millisecond)
+	ok := err == nil && waitUntil(func() bool { return got.Load() >= want || ctx.Err() != nil }, limit)
+	received := time.Since(t0)
+	emptied := ok && waitUntil(func() bool {
+		time.Sleep(20 * time.Millisecond)
+		n, err := b.relayDevs[0].depth(ctx)
+		return (err == nil && n == 0) || ctx.Err() != nil
+	}, limit)
+	dr = &Result{Scenario: "b", System: "relay", Case: fmt.Sprintf("drain on connect, %d dev", d), Unit: "msg",
+		Count: float64(got.Load()), Seconds: time.Since(t0).Seconds()}
+	measure(dr, m)
+	dr.Extra = map[string]float64{"received_s": received.Seconds()}
+	dr.Notes = fmt.Sprintf("until the relay's queue was empty on disk (every deletion record synced); the subscribers had everything after %.1fs", received.Seconds())
+	if !ok || !emptied {
+		dr.Errors = max(1, want-got.Load())
+		dr.Notes = joinNotes(dr.Notes, fmt.Sprintf("stopped waiting: %d of %d arrived, queue emptied: %v", got.Load(), want, emptied), fmt.Sprint(err))
+	}
+	b.unsubscribeRelay()
+	return ins, dr
 }
 
 // ---- f: media ----
@@ -593,7 +695,7 @@ func (b *bench) scenarioMedia(ctx context.Context) error {
 	var first errNote
 	var failed int64
 	stopProfile := b.startCPUProfile(ctx, "upload")
-	m := startMeter(b.srvPID)
+	m := b.serverMeter(ctx)
 	t0 := time.Now()
 	for range b.s.Blobs {
 		t := time.Now()
@@ -619,7 +721,7 @@ func (b *bench) scenarioMedia(ctx context.Context) error {
 	failed = 0
 	n := 0
 	stopProfile = b.startCPUProfile(ctx, "download")
-	m = startMeter(b.srvPID)
+	m = b.serverMeter(ctx)
 	t0 = time.Now()
 	for _, id := range ids {
 		t := time.Now()
@@ -730,7 +832,7 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 	memBefore := b.memStats(ctx)
 	b.logf("d: opening %d live channels", k)
 	stopProfile := b.startCPUProfile(ctx, "idle-connect")
-	m := startMeter(b.srvPID)
+	m := b.serverMeter(ctx)
 	t0 := time.Now()
 	half := k / 2
 	if err := b.connectLive(ctx, 0, half, false); err != nil {
@@ -771,6 +873,56 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 	return nil
 }
 
+// relayStorm is e on the bare relay: relay devices [0, k), subscribed,
+// drop their WebSockets and connections and reconnect at once (a new TLS
+// connection, full handshake, and a new WebSocket each), with the retries
+// of qrtalkd's storm.
+func (b *bench) relayStorm(ctx context.Context, k int) *Result {
+	b.logf("e: relay storm: dropping %d subscriptions", k)
+	devs := b.relayDevs[:k]
+	parallel(ctx, k, 512, func(i int) error { devs[i].unsubscribe(); return nil })
+	time.Sleep(time.Second)
+	b.logf("e: relay storm: %d subscribers reconnect at once", k)
+	var lat latencies
+	var failed, retries atomic.Int64
+	var first errNote
+	m := startMeter(b.relayPID())
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for _, d := range devs {
+		wg.Go(func() {
+			for attempt := 0; attempt < 6 && ctx.Err() == nil; attempt++ {
+				if attempt > 0 {
+					retries.Add(1)
+					time.Sleep(min(250*time.Millisecond<<(attempt-1), 4*time.Second) + rand.N(250*time.Millisecond))
+				}
+				err := d.subscribe(ctx, func(id protocol.MessageID) {
+					if f := b.rsink.Load(); f != nil {
+						(*f)(id)
+					}
+				})
+				if err != nil {
+					first.set(err)
+					continue
+				}
+				lat.add(time.Since(t0))
+				d.tr.CloseIdleConnections()
+				return
+			}
+			failed.Add(1)
+		})
+	}
+	wg.Wait()
+	r := &Result{Scenario: "e", System: "relay", Case: fmt.Sprintf("reconnect storm, %d dev", k), Unit: "conn",
+		Count: float64(int64(k) - failed.Load()), Seconds: time.Since(t0).Seconds(), Errors: failed.Load()}
+	measure(r, m)
+	lat.fill(r)
+	r.Notes = joinNotes("each subscriber: a new TLS connection (full handshake) and WebSocket; secs = until the last was back",
+		nonzero(retries.Load(), "retries (backoff 250 ms doubling)"), first.String())
+	r.Extra = map[string]float64{"retries": float64(retries.Load())}
+	return r
+}
+
 func (b *bench) relayIdle(ctx context.Context, k int) (*Result, error) {
 	b.logf("d: opening %d relay subscriptions", k)
 	pid := b.relayPID()
@@ -793,6 +945,11 @@ func (b *bench) relayIdle(ctx context.Context, k int) (*Result, error) {
 		"rss_per_conn_kib": float64(after.RSS-before.RSS) / float64(k) / 1024,
 	}
 	r.Notes = "RSS per channel = (relay RSS with the WebSockets open and idle - before) / count"
+	if slices.Contains(b.s.Scenarios, "e") && k == b.s.Idle {
+		// e's baseline now, while the subscriptions are open: the bench
+		// holds one set of idle connections at a time.
+		b.stormBaseline = b.relayStorm(ctx, k)
+	}
 	b.unsubscribeRelay()
 	return r, nil
 }
@@ -847,6 +1004,15 @@ func openFiles() int {
 
 func (b *bench) scenarioStorm(ctx context.Context) error {
 	k := b.s.Idle
+	if b.relay != nil && b.stormBaseline == nil {
+		// Without d: the relay's subscriptions first, then its storm.
+		b.closeAllLive()
+		if err := b.subscribeRelay(ctx, k, false); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+		b.stormBaseline = b.relayStorm(ctx, k)
+		b.unsubscribeRelay()
+	}
 	if err := b.ensurePool(ctx, k, false); err != nil {
 		return err
 	}
@@ -865,7 +1031,7 @@ func (b *bench) scenarioStorm(ctx context.Context) error {
 		var failed, retries atomic.Int64
 		var first errNote
 		stopProfile := b.startCPUProfile(ctx, "storm-"+kind)
-		m := startMeter(b.srvPID)
+		m := b.serverMeter(ctx)
 		t0 := time.Now()
 		var wg sync.WaitGroup
 		for _, d := range b.pool[:k] {
@@ -912,8 +1078,12 @@ func (b *bench) scenarioStorm(ctx context.Context) error {
 		r.Notes = joinNotes(what, "secs = until the last device was back; latencies = each device's time to be back",
 			nonzero(retries.Load(), "retries (backoff 250 ms doubling)"), first.String())
 		r.Extra = map[string]float64{"retries": float64(retries.Load())}
+		if rr := b.stormBaseline; rr != nil && rr.Rate > 0 {
+			r.Ratio = r.Rate / rr.Rate
+		}
 		b.add(r)
 	}
+	b.add(b.stormBaseline)
 	b.closeAllLive()
 	return nil
 }

@@ -140,8 +140,17 @@ func targets(rs []Result, s *Settings, cores int) []Target {
 	}
 	ts = append(ts, t)
 
-	ts = append(ts, Target{Name: "g: SQLite and PostgreSQL stores side by side", Want: "both measured", Verdict: "not measured",
-		Note: "the bench drives one server; run it against a postgres-backed qrtalkd with --server"})
+	t = Target{Name: "g: SQLite and PostgreSQL stores side by side", Want: "both measured", Verdict: "not measured"}
+	var gs []string
+	for _, r := range rs {
+		if r.Scenario == "g" && r.System == sysPostgres && r.Extra["postgres_over_sqlite"] > 0 {
+			gs = append(gs, fmt.Sprintf("%s: PG/SQLite %.2f", strings.SplitN(r.Case, ",", 2)[0], r.Extra["postgres_over_sqlite"]))
+		}
+	}
+	if len(gs) > 0 {
+		t.Measured, t.Verdict = strings.Join(gs, ", "), "met"
+	}
+	ts = append(ts, t)
 	return ts
 }
 
