@@ -8,7 +8,7 @@
 // in milliseconds and must be whole seconds, from 1 s to 7 days.
 
 import { fail, withContext } from "./errors.js";
-import { checkBytes, compareBytes, concat, constantTimeEqual, i64, isZero, labeled, Reader, readHeader, u16, u32, u8, var16, var32, VERSION } from "./wire.js";
+import { checkBytes, compareBytes, concat, constantTimeEqual, i64, isZero, labeled, Reader, readHeader, toMillis, u16, u32, u8, var16, var32, VERSION } from "./wire.js";
 import { gcmOpen, gcmSeal, KEY_SIZE, LABEL, NONCE_SIZE, randomBytes, sha256, sign, TAG_SIZE, unwrapKey, verify, wrapKey } from "./primitives.js";
 import { deviceIDBytes, deviceIDString, DEVICE_ID_SIZE, messageIDBytes, messageIDString, MESSAGE_ID_SIZE, userIDBytes, userIDString, USER_ID_SIZE } from "./ids.js";
 import { PrivateKey, PublicKey } from "./keys.js";
@@ -32,13 +32,6 @@ export const MAX_ENVELOPE_SIZE =
 
 /** What open learned of an envelope's signature. */
 export const SignatureStatus = Object.freeze({ Verified: "verified", Unsigned: "unsigned", Unchecked: "unchecked" });
-
-/** A time given as Unix ms or a Date, as a Number of ms. */
-export function toMillis(t, what = "time") {
-  const ms = t instanceof Date ? t.getTime() : t;
-  if (typeof ms !== "number" || !Number.isFinite(ms)) throw new TypeError(`${what} must be Unix milliseconds (a Number) or a Date`);
-  return Math.floor(ms);
-}
 
 const commitment = (id, key) => sha256(labeled(LABEL.commit, id, key));
 

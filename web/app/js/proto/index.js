@@ -11,3 +11,4 @@ export * from "./cert.js";
 export { encodeMessage, decodeMessage, MAX_BODY_SIZE, MAX_ATTACHMENTS, MAX_CONTENT_TYPE_LEN, MAX_NAME_LEN, GROUP_ID_SIZE, BLOB_ID_SIZE, BLOB_KEY_SIZE, MAX_PLAINTEXT_SIZE } from "./message.js";
 export { seal, parseEnvelope, open, forDevice, Envelope, SignatureStatus, MIN_TTL, MAX_TTL, MAX_RECIPIENT_USERS, MAX_RECIPIENT_DEVICES, MAX_CLOCK_SKEW, MAX_CIPHERTEXT_SIZE, MAX_ENVELOPE_SIZE } from "./envelope.js";
 export * from "./blob.js";
+export { newClientSession, ClientSession, acceptSession, ServerSession, parseChannelSetup, ChannelSetup, parseFrameHeader, MemoryReplayCache, ReplayWindow, MAX_SESSION_LIFETIME, REPLAY_WINDOW, MAX_FRAME_SIZE, SESSION_ID_SIZE, MAX_METHOD_PATH, CHANNEL_SETUP_SIZE } from "./channel.js";

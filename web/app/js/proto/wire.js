@@ -180,6 +180,13 @@ export function bigToNumber(v) {
   return Number(v);
 }
 
+/** A time given as Unix milliseconds (a Number) or a Date, as a whole Number of ms. */
+export function toMillis(t, what = "time") {
+  const ms = t instanceof Date ? t.getTime() : t;
+  if (typeof ms !== "number" || !Number.isFinite(ms)) throw new TypeError(`${what} must be Unix milliseconds (a Number) or a Date`);
+  return Math.floor(ms);
+}
+
 /** labeled(L, x1, x2, ...) = L || 0x00 || x1 || x2 || ... (§3.3). */
 export function labeled(label, ...parts) {
   return concat(utf8(label), u8(0), ...parts);
