@@ -37,7 +37,7 @@ var baselineNotes = map[string]string{
 	"b": "the relay with a minimal durable queue: one append-only log file, group commit (a send is answered after its batch's fsync), the queue also in memory and pushed on connect, a deletion record appended per acknowledgement (the drain ends when all are synced); no recovery, compaction, TTL or secure delete: the least durable queueing can cost",
 	"c": "the relay pushes each recipient the per-device copy qrtalkd delivers, one message at a time",
 	"d": "idle WebSocket subscriptions on the relay (TLS, no secure channel)",
-	"e": "the relay's subscribers drop and reconnect at once: a new TLS connection (full handshake) and WebSocket each, like qrtalkd's warm storm; the relay has no secure-channel session, so the cold row's ratio shows what the session setup adds on top",
+	"e": "the relay's subscribers drop and reconnect at once: a new TLS connection (resumed from the client's TLS session cache, as the SDK's) and WebSocket each, like qrtalkd's warm storm; the relay has no secure-channel session, so the cold row's ratio shows what a restarted client's full setup (new TLS, new session) costs on top",
 	"f": "the relay streams blobs to a file, checks the SHA-256 and syncs, and streams them back",
 	"s": "as in a: the relay at the same device counts and offered rates",
 	"g": "none: g compares qrtalkd's two stores with each other (PostgreSQL / SQLite); the relay has no store to compare",

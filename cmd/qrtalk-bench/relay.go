@@ -479,10 +479,13 @@ func startRelay(dir string) (*http.Server, childHello, error) {
 
 // ---- the relay's clients ----
 
-// relayPinnedTLS accepts only the relay's certificate.
+// relayPinnedTLS accepts only the relay's certificate. Like the SDK's
+// configuration (client.PinnedTLSConfig), it keeps TLS sessions, so that a
+// reconnection resumes TLS instead of a full handshake.
 func relayPinnedTLS(pin string) *tls.Config {
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: tls.NewLRUClientSessionCache(4),
 		InsecureSkipVerify: true, // verified below, by pin
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {

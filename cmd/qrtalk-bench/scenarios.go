@@ -875,8 +875,8 @@ func (b *bench) scenarioIdle(ctx context.Context) error {
 
 // relayStorm is e on the bare relay: relay devices [0, k), subscribed,
 // drop their WebSockets and connections and reconnect at once (a new TLS
-// connection, full handshake, and a new WebSocket each), with the retries
-// of qrtalkd's storm.
+// connection, resumed from the device's TLS session cache as the SDK's
+// are, and a new WebSocket each), with the retries of qrtalkd's storm.
 func (b *bench) relayStorm(ctx context.Context, k int) *Result {
 	b.logf("e: relay storm: dropping %d subscriptions", k)
 	devs := b.relayDevs[:k]
@@ -917,7 +917,7 @@ func (b *bench) relayStorm(ctx context.Context, k int) *Result {
 		Count: float64(int64(k) - failed.Load()), Seconds: time.Since(t0).Seconds(), Errors: failed.Load()}
 	measure(r, m)
 	lat.fill(r)
-	r.Notes = joinNotes("each subscriber: a new TLS connection (full handshake) and WebSocket; secs = until the last was back",
+	r.Notes = joinNotes("each subscriber: a new TLS connection (resumed from its TLS session cache when the relay accepts it, as the SDK's) and WebSocket; secs = until the last was back",
 		nonzero(retries.Load(), "retries (backoff 250 ms doubling)"), first.String())
 	r.Extra = map[string]float64{"retries": float64(retries.Load())}
 	return r
