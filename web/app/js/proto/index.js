@@ -12,3 +12,4 @@ export { encodeMessage, decodeMessage, MAX_BODY_SIZE, MAX_ATTACHMENTS, MAX_CONTE
 export { seal, parseEnvelope, open, forDevice, Envelope, SignatureStatus, MIN_TTL, MAX_TTL, MAX_RECIPIENT_USERS, MAX_RECIPIENT_DEVICES, MAX_CLOCK_SKEW, MAX_CIPHERTEXT_SIZE, MAX_ENVELOPE_SIZE } from "./envelope.js";
 export * from "./blob.js";
 export { newClientSession, ClientSession, acceptSession, ServerSession, parseChannelSetup, ChannelSetup, parseFrameHeader, MemoryReplayCache, ReplayWindow, MAX_SESSION_LIFETIME, REPLAY_WINDOW, MAX_FRAME_SIZE, SESSION_ID_SIZE, MAX_METHOD_PATH, CHANNEL_SETUP_SIZE } from "./channel.js";
+export { LinkCode, newLinkCode, parseLinkCode, parseLinkMailbox, checkLinkMessage, sealLinkRequest, openLinkRequest, sealLinkResponse, openLinkResponse, LINK_MAILBOX_SIZE, LINK_SECRET_SIZE, LINK_LIFETIME, MAX_LINK_MESSAGE_SIZE, MIN_LINK_MESSAGE_SIZE } from "./provision.js";
