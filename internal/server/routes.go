@@ -34,9 +34,7 @@ func (s *Server) routes() {
 	handle(api.RouteDownload, s.handleDownload)
 	handle(api.RouteProvisionPut, s.prov.handlePut)
 	handle(api.RouteProvisionTake, s.prov.handleTake)
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, api.ErrNoRoute.With("%s %s", r.Method, r.URL.Path))
-	})
+	s.mux.Handle("/", s.fallback()) // the web client, or ErrNoRoute (webapp.go)
 }
 
 // statusWriter remembers the status code for metrics.
