@@ -85,14 +85,20 @@ export class Server {
     this.proc = spawn(join(this.bins, 'qrtalkd'), ['serve', '--data', this.data, '--listen', this.addr],
       { env: { HOME: this.tmp, PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
     this.exited = new Promise((ok) => this.proc.on('exit', (code, sig) => ok({ code, sig })));
-    this.proc.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-20000); });
     let out = '';
+    let started = false;
     await new Promise((ok, fail) => {
       const timer = setTimeout(() => fail(new Error(`qrtalkd did not start in 60 s; stderr:\n${this.stderr}`)), 60_000);
-      this.proc.stdout.on('data', (d) => {
-        out += d;
-        if (/qrtalk:invite\?/.test(out)) { clearTimeout(timer); ok(); }
-      });
+      // Ready: the first start prints an invite; a restart only logs that it started.
+      const check = () => {
+        if (!started && (/qrtalk:invite\?/.test(out) || /msg="qrtalkd started"/.test(this.stderr))) {
+          started = true;
+          clearTimeout(timer);
+          ok();
+        }
+      };
+      this.proc.stderr.on('data', (d) => { this.stderr = (this.stderr + d).slice(-20000); check(); });
+      this.proc.stdout.on('data', (d) => { out += d; check(); });
       this.exited.then(({ code }) => { clearTimeout(timer); fail(new Error(`qrtalkd exited (${code}); stderr:\n${this.stderr}`)); });
     });
     this.proc.stdout.resume();

@@ -9,6 +9,7 @@
 import * as P from './protocol.js';
 import { Conn, ClientError, APIError, API, isAPI, plainCall, fetchInfo, serverURL } from './conn.js';
 import { checkStore } from './store.js';
+import { Link, joinLink } from './link.js';
 
 // Content types of the messages the SDK sends, as the Go SDK (messaging.go).
 export const ContentText = 'text/plain; charset=utf-8';
@@ -131,6 +132,17 @@ export class Account extends EventTarget {
     await acc.#afterOpen();
     acc.#conn = conn;
     return acc;
+  }
+
+  /**
+   * joinLink makes this store's account a new device of the user whose
+   * other device shows code (qrtalk:link?...; e.g. `qrtalk device link`).
+   */
+  static async joinLink(store, code, { scannedAt, now = Date.now, fetch = globalThis.fetch, server, signal } = {}) {
+    checkStore(store);
+    if (await store.getAccount()) throw new ClientError('exists', 'this browser already holds an account');
+    const { dev, conn, server: url, serverFP } = await joinLink(code, { scannedAt, now, fetch, server, signal });
+    return Account.adopt(store, { server: url, serverFP, dev, conn, now, fetch });
   }
 
   constructor(store, rec, { now = Date.now, fetch = globalThis.fetch } = {}) {
@@ -409,6 +421,14 @@ export class Account extends EventTarget {
     await this.#store.clear();
   }
 
+  /**
+   * startLink begins linking a new device to this user: returns a Link
+   * {code, expires, complete()}. Show code to the new device only.
+   */
+  async startLink() {
+    return Link.start({ conn: await this.conn(), identity: this.#identity, user: this.user, server: this.server, serverFP: this.#serverFP, now: this.now });
+  }
+
   // ---- groups (Go: groups.go) ----
 
   async #findGroup(who) {
@@ -581,7 +601,7 @@ export class Account extends EventTarget {
       msg.attachments.push(att);
       kept.push({ att, encrypted });
     }
-    const envelope = await P.seal(msg, this.#sender(), rcpts, { sent: this.now(), ttl, unsigned });
+    const envelope = await P.seal(msg, this.#sender(), rcpts, { sent: this.now(), ttl: ttl * 1000, unsigned });
     const env = await P.parseEnvelope(envelope);
     const resp = await conn.send(envelope);
     const res = {
@@ -593,7 +613,7 @@ export class Account extends EventTarget {
       const i = env.devices.findIndex((d) => d.user === this.user && d.device === this.device);
       if (i >= 0) {
         await this.#storeEnvelope(conv.key, true, env, P.forDevice(env, i));
-        for (const { att, encrypted } of kept) await this.#store.putBlob(env.id, P.toHex(att.blobID), encrypted, env.expires);
+        for (const { att, encrypted } of kept) await this.#store.putBlob(env.id, P.toHex(att.blobID), encrypted, env.expires());
         this.#schedule();
       }
     }
@@ -621,9 +641,8 @@ export class Account extends EventTarget {
     const name = sanitizeName(f.name ?? '') || 'attachment';
     const data = f.data ?? f;
     const plain = data instanceof Uint8Array ? data : new Uint8Array(await data.arrayBuffer());
-    const key = P.randomBytes(32);
-    const encrypted = await P.encryptBlob(plain, key);
-    const sha256 = new Uint8Array(await crypto.subtle.digest('SHA-256', encrypted));
+    const key = P.newBlobKey();
+    const { data: encrypted, sha256 } = await P.encryptBlob(plain, key);
     const to = rcpts.filter((r) => !(r.user === this.user && r.device === this.device)).map((r) => ({ user: r.user, device: r.device }));
     if (to.length === 0) throw new ClientError('no-device', 'an attachment needs a device to go to');
     let up;
@@ -640,8 +659,8 @@ export class Account extends EventTarget {
   }
 
   async #storeEnvelope(conversation, outgoing, env, raw) {
-    await this.#store.addMessage({ id: env.id, conversation, outgoing, envelope: raw, sent: env.sent, expires: env.expires, state: '' });
-    await this.#store.addSeen(env.id, env.expires);
+    await this.#store.addMessage({ id: env.id, conversation, outgoing, envelope: raw, sent: env.sent, expires: env.expires(), state: '' });
+    await this.#store.addSeen(env.id, env.expires());
   }
 
   // ---- receiving (Go: receive.go) ----
@@ -680,10 +699,10 @@ export class Account extends EventTarget {
   async receive(raw) {
     const env = await P.parseEnvelope(raw);
     await this.expire();
-    if ((await this.#store.hasSeen(env.id)) || this.now() >= env.expires) return null;
+    if ((await this.#store.hasSeen(env.id)) || this.now() >= env.expires()) return null;
     const { r, msg } = await this.#open(env);
     if (r.signature !== SigInvalid && msg && isControl(msg.contentType)) {
-      await this.#store.addSeen(env.id, env.expires);
+      await this.#store.addSeen(env.id, env.expires());
       await this.#applyControl(env, msg, r);
       return r;
     }
@@ -712,7 +731,7 @@ export class Account extends EventTarget {
   async #open(env) {
     const r = {
       id: env.id, conversation: '', conversationName: '', from: env.sender, fromName: '', outgoing: env.sender === this.user,
-      sent: env.sent, expires: env.expires, signature: SigInvalid, message: null, state: '', event: '', eventIDs: [],
+      sent: env.sent, expires: env.expires(), signature: SigInvalid, message: null, state: '', event: '', eventIDs: [],
     };
     let key = null;
     let verified = false;
@@ -724,7 +743,7 @@ export class Account extends EventTarget {
     }
     let opened;
     try {
-      opened = await P.openEnvelope(env, this.#me(), key, this.now());
+      opened = await P.open(env, this.#me(), key, this.now());
     } catch {
       return { r, msg: null }; // never shown as content
     }
@@ -796,7 +815,7 @@ export class Account extends EventTarget {
     if (!envs.length) return;
     const c = await this.#store.getContact(envs[0].sender);
     if (!c) return; // receipts go to contacts only
-    const last = Math.max(...envs.map((e) => e.expires));
+    const last = Math.max(...envs.map((e) => e.expires()));
     const ttl = Math.min(Math.floor((last - this.now()) / 1000), 24 * 3600);
     if (ttl < 1) return;
     const body = enc.encode(JSON.stringify({ kind, ids: envs.map((e) => e.id) }));
@@ -861,10 +880,10 @@ export class Account extends EventTarget {
     let data = await this.#store.getBlob(env.id, blobID);
     if (!data) {
       data = await (await this.conn()).download(blobID, att.sha256, onProgress);
-      await this.#store.putBlob(env.id, blobID, data, env.expires);
+      await this.#store.putBlob(env.id, blobID, data, env.expires());
     }
     const bytes = data instanceof Uint8Array ? data : new Uint8Array(await data.arrayBuffer());
-    const plain = await P.decryptBlob(bytes, att.key);
+    const plain = await P.decryptBlob(bytes, att.key, { sha256: att.sha256 });
     return new Blob([plain], { type: att.mediaType || 'application/octet-stream' });
   }
 
@@ -874,7 +893,7 @@ export class Account extends EventTarget {
       const blobID = P.toHex(att.blobID);
       if (await this.#store.getBlob(env.id, blobID)) continue;
       const data = await conn.download(blobID, att.sha256);
-      await this.#store.putBlob(env.id, blobID, data, env.expires);
+      await this.#store.putBlob(env.id, blobID, data, env.expires());
     }
   }
 

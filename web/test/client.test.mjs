@@ -1,0 +1,264 @@
+// The SDK against a real qrtalkd (built from this checkout, on 127.0.0.1
+// with a free port and a temporary data directory): JS accounts join, add
+// each other by contact code, exchange messages live and queued with TTL,
+// receipts, typing, groups, a forged signature, expiry of stored messages,
+// a key change that blocks sending, a server restart (the session is set up
+// again), a wrong server fingerprint, and linking a second browser device.
+// Run: node --test --experimental-websocket web/test/
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { Server, missing, waitFor, nextEvent } from './client-harness.mjs';
+import { Account, MemoryStore } from '../app/js/client/index.js';
+import { _newDevice } from '../app/js/client/account.js';
+import { plainCall } from '../app/js/client/conn.js';
+import * as P from '../app/js/client/protocol.js';
+
+const skip = missing();
+
+test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }, async (t) => {
+  const srv = await Server.start();
+  const accounts = [];
+  t.after(async () => {
+    for (const a of accounts) a.close();
+    await srv.stop();
+  });
+  const invite = await srv.invite(20);
+  const join = async () => {
+    const store = new MemoryStore();
+    const a = await Account.join(store, invite);
+    accounts.push(a);
+    return { a, store };
+  };
+
+  await t.test('a wrong server fingerprint in the invite is refused', async () => {
+    const inv = P.parseInvite(invite);
+    const other = new P.Invite({ server: inv.server, serverFP: P.parseFingerprint('A'.repeat(42) + 'A'), token: inv.token });
+    await assert.rejects(Account.join(new MemoryStore(), other.uri()), (e) => e.code === 'server-key' && /not the one the code pins/.test(e.message));
+  });
+
+  const [{ a: alice, store: aliceStore }, { a: bob, store: bobStore }] = await Promise.all([join(), join()]);
+
+  await t.test('join: IDs, fingerprint, contact code', async () => {
+    assert.match(alice.user, /^[a-z2-7]{26}$/);
+    assert.match(alice.device, /^[0-9a-f]{16}$/);
+    assert.match(alice.fingerprintNumeric, /^(\d{5} ){7}\d{5}$/);
+    const card = P.parseContactCard(alice.contactCode);
+    assert.equal(card.user, alice.user);
+    assert.equal(card.identity.toString(), alice.fingerprint);
+    assert.notEqual(alice.user, bob.user);
+    // The device keys cannot leave WebCrypto; the identity key can (linking only).
+    const rec = await aliceStore.getAccount();
+    assert.equal(rec.encKey.decrypt.extractable, false);
+    assert.equal(rec.authKey.sign.extractable, false);
+    assert.equal(rec.identityKey.sign.extractable, true);
+    // A second join into the same store is refused.
+    await assert.rejects(Account.join(aliceStore, invite), (e) => e.code === 'exists');
+  });
+
+  await t.test('contacts by contact code are verified', async () => {
+    const b = await alice.addContact(bob.contactCode, 'bob');
+    assert.equal(b.trust, 'verified');
+    assert.equal(b.fingerprint, bob.fingerprint);
+    const a = await bob.addContact(alice.contactCode, 'alice');
+    assert.equal(a.trust, 'verified');
+    await assert.rejects(alice.addContact(alice.contactCode, 'me'), /your own ID/);
+  });
+
+  await t.test('live: delivered at once, shown verified, receipts delivered and read', async () => {
+    alice.start();
+    bob.start();
+    await waitFor('both live channels', () => alice.connection === 'connected' && bob.connection === 'connected');
+    const got = nextEvent(bob, 'message', (r) => r.message?.text === 'hello bob');
+    const delivered = nextEvent(alice, 'receipt', (r) => r.kind === 'delivered');
+    const res = await alice.send('bob', 'hello bob', { ttl: 3600 });
+    assert.match(res.id, /^[0-9a-f]{32}$/);
+    assert.equal(res.devices.length, 1);
+    assert.equal(res.devices[0].device, bob.device);
+    assert.equal(res.devices[0].status, 'delivered');
+    const r = await got;
+    assert.equal(r.signature, 'verified');
+    assert.equal(r.from, alice.user);
+    assert.equal(r.fromName, 'alice');
+    assert.equal(r.conversation, 'u:' + alice.user);
+    assert.equal(r.id, res.id);
+    assert.ok(Math.abs(r.expires - r.sent - 3600_000) < 1, 'expires = sent + TTL');
+    const d = await delivered;
+    assert.deepEqual(d.ids, [res.id]);
+    await waitFor('the delivered state', async () => (await alice.messages('bob')).find((m) => m.id === res.id)?.state === 'delivered');
+
+    const read = nextEvent(alice, 'receipt', (x) => x.kind === 'read');
+    const shown = await bob.messages('alice', { markRead: true });
+    assert.deepEqual(shown.map((m) => m.message.text), ['hello bob']);
+    assert.deepEqual((await read).ids, [res.id]);
+    const mine = await alice.messages('bob');
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0].outgoing, true);
+    assert.equal(mine[0].state, 'read');
+    assert.equal(mine[0].message.text, 'hello bob');
+    // Kept as received: the store holds the envelope, not the text.
+    const stored = (await bobStore.listMessages('u:' + alice.user))[0];
+    assert.ok(stored.envelope instanceof Uint8Array);
+    assert.equal(Buffer.from(stored.envelope).includes(Buffer.from('hello bob')), false);
+  });
+
+  await t.test('typing reaches the other party', async () => {
+    const typing = nextEvent(bob, 'typing');
+    await alice.sendTyping('bob');
+    assert.equal((await typing).from, alice.user);
+  });
+
+  await t.test('queued while offline, queued first on reconnect', async () => {
+    bob.stop();
+    await waitFor('bob offline', () => bob.connection === 'offline');
+    const r1 = await alice.send('bob', 'while you were away 1', { ttl: 600 });
+    const r2 = await alice.send('bob', 'while you were away 2', { ttl: 600 });
+    // Even if the server has not yet noticed the closed socket, a live
+    // delivery nobody acknowledges is queued after the ack timeout.
+    for (const r of [r1, r2]) assert.equal(r.devices[0].status, 'queued');
+    const seen = [];
+    const on = (e) => { if (e.detail.message) seen.push(e.detail.message.text); };
+    bob.addEventListener('message', on);
+    bob.start();
+    await waitFor('both queued messages', () => seen.length >= 2);
+    bob.removeEventListener('message', on);
+    assert.deepEqual(seen, ['while you were away 1', 'while you were away 2']);
+    const texts = (await bob.messages('alice')).map((m) => m.message.text);
+    assert.deepEqual(texts.slice(-2), ['while you were away 1', 'while you were away 2']);
+  });
+
+  await t.test('a forged signature is invalid and never shown', async () => {
+    const other = await P.generateIdentityKey();
+    const certs = await (await alice.conn()).devices(bob.user, (await bobStore.getAccount()).identityPublic);
+    const env = await P.seal({ contentType: 'text/plain; charset=utf-8', body: new TextEncoder().encode('transfer the money'), attachments: [] },
+      { user: alice.user, device: alice.device, identity: other },
+      certs.map((c) => ({ user: c.user, device: c.device, key: c.encryptionKey })), { sent: Date.now(), ttl: 60_000 });
+    const got = nextEvent(bob, 'message', (r) => r.signature === 'invalid');
+    await (await alice.conn()).send(env);
+    const r = await got;
+    assert.equal(r.message, null);
+    const shown = await bob.messages('alice');
+    const forged = shown.find((m) => m.signature === 'invalid');
+    assert.ok(forged);
+    assert.equal(forged.message, null);
+    assert.ok(!JSON.stringify(shown.map((m) => m.message?.text)).includes('money'));
+  });
+
+  await t.test('expiry deletes stored messages and attachments, by timer and on open', async () => {
+    const before = bobStore.stats().messages;
+    const got = nextEvent(bob, 'message', (r) => r.message?.text === 'this vanishes');
+    const expired = new Promise((ok) => bob.addEventListener('expired', (e) => ok(e.detail)));
+    const res = await alice.send('bob', 'this vanishes', { ttl: 2, files: [{ name: 'v.txt', type: 'text/plain', data: new TextEncoder().encode('gone soon') }] });
+    const r = await got;
+    assert.equal(r.message.attachments[0].name, 'v.txt');
+    assert.equal(await (await bob.attachment(r, 0)).text(), 'gone soon');
+    assert.equal(bobStore.stats().messages, before + 1);
+    assert.ok(bobStore.stats().blobs >= 1);
+    assert.deepEqual((await expired).ids, [res.id], 'the timer fired, nobody read anything');
+    assert.equal(bobStore.stats().messages, before);
+    assert.equal(bobStore.stats().blobs, 0);
+    assert.equal((await alice.messages('bob')).some((m) => m.id === res.id), false, 'gone from the sender too');
+    assert.equal((await bob.messages('alice')).some((m) => m.id === res.id), false);
+
+    // Expired while closed: gone when the account is opened again.
+    const short = await alice.send('bob', 'closed tab', { ttl: 1 });
+    await waitFor('bob has it', async () => (await bobStore.getMessage(short.id)) !== null);
+    bob.close();
+    await new Promise((ok) => setTimeout(ok, 1200));
+    assert.notEqual(await bobStore.getMessage(short.id), null, 'still stored while the tab is closed');
+    const reopened = await Account.open(bobStore);
+    accounts.push(reopened);
+    assert.equal(await bobStore.getMessage(short.id), null, 'swept on open');
+    assert.equal(reopened.user, bob.user);
+    assert.equal(reopened.fingerprint, bob.fingerprint);
+    reopened.start();
+    await waitFor('reopened bob live', () => reopened.connection === 'connected');
+    accounts.bob = reopened;
+  });
+  const bob2 = accounts.bob;
+
+  await t.test('groups: created, announced, messages reach every member', async () => {
+    const { a: carol } = await join();
+    await carol.addContact(alice.contactCode, 'alice');
+    await carol.addContact(bob.contactCode, 'bob');
+    await alice.addContact(carol.user, 'carol');
+    await bob2.addContact(carol.contactCode, 'carol');
+    carol.start();
+    await waitFor('carol live', () => carol.connection === 'connected');
+    const bobGroup = nextEvent(bob2, 'group', (g) => g.name === 'team');
+    const carolGroup = nextEvent(carol, 'group', (g) => g.name === 'team');
+    const g = await alice.createGroup('team', ['bob', 'carol']);
+    assert.equal(g.members.length, 3);
+    assert.equal((await bobGroup).id, g.id);
+    await carolGroup;
+    const atAlice = nextEvent(alice, 'message', (r) => r.message?.text === 'hi team');
+    const atCarol = nextEvent(carol, 'message', (r) => r.message?.text === 'hi team');
+    await bob2.send('team', 'hi team', { ttl: 300 });
+    assert.equal((await atAlice).conversation, g.key);
+    assert.equal((await atCarol).conversationName, 'team');
+    accounts.carol = carol;
+  });
+
+  await t.test('a changed identity key blocks sending until the seen fingerprint is accepted', async () => {
+    const carol = accounts.carol;
+    const before = await alice.contact('carol');
+    assert.equal(before.trust, 'unverified');
+    await assert.rejects(alice.verifyContact('carol', '00000 '.repeat(8)), (e) => e.code === 'mismatch');
+    assert.equal((await alice.verifyContact('carol', carol.fingerprintNumeric)).trust, 'verified');
+    // Carol deletes her account; her ID is registered again with a new key.
+    carol.close();
+    await carol.deleteAccount();
+    const dev = await _newDevice(carol.user, await P.generateIdentityKey({ extractable: true }), Date.now());
+    const inv = P.parseInvite(await srv.invite(1));
+    await plainCall(srv.url, 'POST', '/v1/register', { invite: inv.token, identity_key: P.toBase64(dev.identity.public().bytes()), device_cert: P.toBase64(dev.cert) });
+
+    const changed = nextEvent(alice, 'contact-changed', (c) => c.user === carol.user && c.trust === 'CHANGED');
+    await assert.rejects(alice.send('carol', 'still you?'), (e) => e.code === 'key-changed');
+    const c = await changed;
+    assert.ok(c.pendingFingerprint && c.pendingFingerprint !== c.fingerprint);
+    await assert.rejects(alice.send('carol', 'still you?'), (e) => e.code === 'key-changed', 'still blocked');
+    await assert.rejects(alice.send('team', 'hi all'), (e) => e.code === 'key-changed', 'the group too');
+    await assert.rejects(alice.acceptKeyChange('carol', before.fingerprint), (e) => e.code === 'key-changed', 'another fingerprint than the one shown');
+    const accepted = await alice.acceptKeyChange('carol', c.pendingFingerprint);
+    assert.equal(accepted.trust, 'unverified');
+    const res = await alice.send('carol', 'welcome back', { ttl: 60 });
+    assert.equal(res.devices[0].status, 'queued');
+  });
+
+  await t.test('after a server restart the session is set up again', async () => {
+    await srv.restart();
+    const got = nextEvent(bob2, 'message', (r) => r.message?.text === 'after the restart', 30_000);
+    await waitFor('bob back online', () => bob2.connection === 'connected', 30_000);
+    await alice.send('bob', 'after the restart', { ttl: 60 });
+    await got;
+  });
+
+  await t.test('link this browser as a second device', async () => {
+    const link = await alice.startLink();
+    assert.match(link.code, /^qrtalk:link\?/);
+    const laptopStore = new MemoryStore();
+    const [newDevice, laptop] = await Promise.all([link.complete(), Account.joinLink(laptopStore, link.code)]);
+    accounts.push(laptop);
+    assert.equal(laptop.user, alice.user);
+    assert.equal(laptop.device, newDevice);
+    assert.equal(laptop.fingerprint, alice.fingerprint);
+    assert.equal((await alice.devices()).length, 2);
+    await laptop.addContact(bob.contactCode, 'bob');
+    laptop.start();
+    await waitFor('laptop live', () => laptop.connection === 'connected');
+    const atLaptop = nextEvent(laptop, 'message', (r) => r.message?.text === 'to both');
+    const atAlice = nextEvent(alice, 'message', (r) => r.message?.text === 'to both');
+    const res = await bob2.send('alice', 'to both', { ttl: 60 });
+    assert.equal(res.devices.length, 2);
+    assert.equal((await atLaptop).signature, 'verified');
+    await atAlice;
+    // What the laptop sends, alice's first device gets as her own.
+    const copy = nextEvent(alice, 'message', (r) => r.message?.text === 'from the laptop');
+    await laptop.send('bob', 'from the laptop', { ttl: 60 });
+    const r = await copy;
+    assert.equal(r.outgoing, true);
+    assert.equal(r.conversation, 'u:' + bob.user);
+    // A code works once.
+    await assert.rejects(Account.joinLink(new MemoryStore(), link.code), (e) => e.code === 'link-used');
+  });
+});
