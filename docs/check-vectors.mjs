@@ -1001,6 +1001,152 @@ export async function confirmSession(end, confirm, nowMs) {
   end.confirmed = true;
 }
 
+// ---------------------------------------------------------- resumption (§18)
+
+const TICKET_SIZE = 122;
+const RESUME_SIZE = 252;
+const RESUME_MACED_SIZE = 220;
+const RESUME_ANSWER_SIZE = 84;
+const TICKET_HEADER_SIZE = 42;
+export const TICKET_LIFETIME_MS = 86400000n;
+export const TICKET_KEY_PERIOD_MS = 86400000n;
+const RTYPE = { resume: 9, answer: 10, ticket: 11 };
+const RLABEL = {
+  ticketKey: "qrtalk/v1/ticket-key",
+  ticket: "qrtalk/v1/ticket",
+  resume: "qrtalk/v1/resume",
+  binder: "qrtalk/v1/resume-binder",
+  secret: "qrtalk/v1/resume-secret",
+  sessionID: "qrtalk/v1/resumed-session-id",
+};
+
+function u32(v) {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, v);
+  return out;
+}
+
+async function hkdfBytes(ikm, salt, info) {
+  const k = await subtle.importKey("raw", ikm, "HKDF", false, ["deriveBits"]);
+  return new Uint8Array(await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info }, k, 256));
+}
+
+// HMAC(K, M): HMAC-SHA-256 (§18.1).
+async function hmac(key, data) {
+  const k = await subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new Uint8Array(await subtle.sign("HMAC", k, data));
+}
+
+// RS = HKDF(secret, session ID, "qrtalk/v1/channel-keys resumption") (§18.2).
+export async function resumptionSecret(secret, id) {
+  return hkdf32(secret, id, `${LABEL.chKeys} resumption`);
+}
+
+export function ticketPeriod(nowMs) {
+  return Number(BigInt(nowMs) / TICKET_KEY_PERIOD_MS);
+}
+
+// K_ticket(e) from the server key's PKCS #8 bytes and fingerprint (§18.3).
+export async function ticketKey(serverPKCS8, serverFP, period) {
+  return hkdfBytes(serverPKCS8, serverFP, labeled(RLABEL.ticketKey, u32(period)));
+}
+
+// parseTicketHeader: what a device can check of a ticket (§18.4).
+export function parseTicketHeader(t) {
+  if (t.length > 0 && t[0] !== VERSION) fail("version", `ticket version ${t[0]}`);
+  if (t.length !== TICKET_SIZE) fail("malformed", `ticket must be ${TICKET_SIZE} bytes`);
+  if (t[1] !== RTYPE.ticket) fail("malformed", `not a ticket (type ${t[1]})`);
+  const dv = new DataView(t.buffer, t.byteOffset, t.length);
+  return { period: dv.getUint32(2), id: t.subarray(6, 22), expiresMs: dv.getBigInt64(22), nonce: t.subarray(30, 42) };
+}
+
+// openTicket opens a ticket with a ticket key: {user, device, authTimeMs, rs}.
+export async function openTicket(t, key) {
+  const h = parseTicketHeader(t);
+  const plain = await gcmOpen(key, h.nonce, t.subarray(TICKET_HEADER_SIZE), labeled(RLABEL.ticket, t.subarray(0, TICKET_HEADER_SIZE)));
+  if (plain.length !== 64) fail("malformed", "ticket plaintext");
+  return {
+    ...h,
+    user: plain.subarray(0, 16),
+    device: plain.subarray(16, 24),
+    authTimeMs: new DataView(plain.buffer, plain.byteOffset + 24, 8).getBigInt64(0),
+    rs: plain.subarray(32, 64),
+  };
+}
+
+// parseResume parses a resume message in the order of §18.6.
+export function parseResume(data) {
+  if (data.length > 0 && data[0] !== VERSION) fail("version", `resume version ${data[0]}`);
+  if (data.length !== RESUME_SIZE) fail("malformed", `resume must be ${RESUME_SIZE} bytes`);
+  const r = new Reader(data);
+  readHeader(r, RTYPE.resume, "resume");
+  const q = {
+    raw: data,
+    user: r.fixed(USER_ID_SIZE),
+    device: r.fixed(DEVICE_ID_SIZE),
+    serverFP: r.fixed(32),
+    time: r.i64(),
+    random: r.fixed(32),
+    ticket: r.fixed(TICKET_SIZE),
+    binder: r.fixed(32),
+  };
+  r.finish();
+  return q;
+}
+
+async function resumeBinder(rs, ticketID, maced) {
+  const kBind = await hkdf32(rs, ticketID, RLABEL.binder);
+  return hmac(kBind, labeled(RLABEL.resume, maced));
+}
+
+// checkResume is §18.6 steps 1 to 8. server = {pkcs8, fp}.
+export async function checkResume(q, server, nowMs) {
+  if (!bytesEqual(q.serverFP, server.fp)) fail("mismatch", "resume is for another server key");
+  const skew = nowMs - q.time;
+  if (skew > MAX_CLOCK_SKEW_MS || skew < -MAX_CLOCK_SKEW_MS) fail("clock_skew", "resume time");
+  const h = parseTicketHeader(q.ticket);
+  const cur = ticketPeriod(nowMs);
+  if (h.period + 1 < cur || h.period > cur + 1) fail("expired", `ticket key period ${h.period}`);
+  const t = await openTicket(q.ticket, await ticketKey(server.pkcs8, server.fp, h.period));
+  if (!bytesEqual(t.user, q.user) || !bytesEqual(t.device, q.device)) fail("mismatch", "ticket is for another device");
+  if (nowMs >= t.expiresMs) fail("expired", "ticket ended");
+  if (t.expiresMs > t.authTimeMs + TICKET_LIFETIME_MS) fail("malformed", "ticket outlives its chain");
+  const want = await resumeBinder(t.rs, t.id, q.raw.subarray(0, RESUME_MACED_SIZE));
+  if (!bytesEqual(want, q.binder)) fail("bad_signature", "binder");
+  return t;
+}
+
+async function resumedSession(resumeBytes, serverRandom, rs) {
+  const id = (await sha256(labeled(RLABEL.sessionID, resumeBytes, serverRandom))).subarray(0, SESSION_ID_SIZE);
+  const secret = await hkdf32(rs, id, RLABEL.secret);
+  return { id, secret, keys: await channelKeys(secret, id), nextRS: await resumptionSecret(secret, id) };
+}
+
+/** A replay memory of ticket IDs (§18.6 step 10). */
+export class TicketReplayMemory extends SetupReplayMemory {}
+
+// acceptResume is §18.6 steps 10 to 12 for a checked resume (device found).
+export async function acceptResume(q, ticket, memory, lifetimeMs, nowMs, serverRandom) {
+  if (memory.seen(ticket.id, ticket.expiresMs)) fail("replay", "ticket already used");
+  const s = await resumedSession(q.raw, serverRandom, ticket.rs);
+  if (lifetimeMs <= 0n || lifetimeMs > MAX_SESSION_LIFETIME_MS) lifetimeMs = MAX_SESSION_LIFETIME_MS;
+  const end = new ChannelEnd(s.id, s.keys, false, nowMs + lifetimeMs);
+  const confirm = await end.seal(CONFIRMATION, u64(end.expiresMs));
+  return { ...s, end, answer: concat(u8(VERSION), u8(RTYPE.answer), serverRandom, confirm) };
+}
+
+// finishResume is §18.7: the device checks the answer to its resume.
+export async function finishResume(resumeBytes, rs, answer, nowMs) {
+  if (answer.length > 0 && answer[0] !== VERSION) fail("version", `resume answer version ${answer[0]}`);
+  if (answer.length !== RESUME_ANSWER_SIZE) fail("malformed", `resume answer must be ${RESUME_ANSWER_SIZE} bytes`);
+  if (answer[1] !== RTYPE.answer) fail("malformed", `not a resume answer (type ${answer[1]})`);
+  const q = parseResume(resumeBytes);
+  const s = await resumedSession(resumeBytes, answer.subarray(2, 34), rs);
+  const end = new ChannelEnd(s.id, s.keys, true, q.time + MAX_SESSION_LIFETIME_MS);
+  await confirmSession(end, answer.subarray(34), nowMs);
+  return { ...s, end };
+}
+
 // --------------------------------------------------------------- blobs (§12)
 
 function blobNonce(index, last) {
@@ -1223,6 +1369,65 @@ async function checkChannels(run, v, keys) {
   }
 }
 
+async function checkResumptions(run, v) {
+  const pkcs8 = new Map(v.keys.filter((k) => k.private_pkcs8).map((k) => [k.name, b64(k.private_pkcs8)]));
+  for (const rv of v.resumptions) {
+    const kv = v.keys.find((k) => k.name === rv.server_key);
+    const server = { pkcs8: pkcs8.get(rv.server_key), fp: await serverFingerprint(parsePublicKey(b64(kv.public_spki))) };
+    const now = BigInt(rv.now_ms);
+    const lifetime = BigInt(rv.lifetime_s) * 1000n;
+    const serverRandom = rv.server_random ? fromHex(rv.server_random) : new Uint8Array(32);
+    let accepted = null;
+    await run.check(`resumptions/${rv.name}/accept`, rv.error ?? "", async () => {
+      const memory = new TicketReplayMemory();
+      const accept = async () => {
+        const q = parseResume(b64(rv.resume));
+        const ticket = await checkResume(q, server, now);
+        return acceptResume(q, ticket, memory, lifetime, now, serverRandom);
+      };
+      if (rv.error === "replay") {
+        try {
+          await accept();
+        } catch (e) {
+          throw new Error(`first acceptance of a replayed resume failed: ${e.message}`);
+        }
+      }
+      accepted = await accept();
+      const diffs = [];
+      differ(diffs, "ticket key", await ticketKey(server.pkcs8, server.fp, ticketPeriod(now)), rv.ticket_key);
+      differ(diffs, "ticket key period", ticketPeriod(now), rv.ticket_key_period);
+      differ(diffs, "origin RS", await resumptionSecret(fromHex(rv.origin_secret), fromHex(rv.origin_session_id)), rv.resumption_secret);
+      differ(diffs, "session ID", accepted.id, rv.session_id);
+      differ(diffs, "secret", accepted.secret, rv.secret);
+      differ(diffs, "client-to-server key", accepted.keys.c2s, rv.client_to_server_key);
+      differ(diffs, "server-to-client key", accepted.keys.s2c, rv.server_to_client_key);
+      differ(diffs, "next RS", accepted.nextRS, rv.next_resumption_secret);
+      differ(diffs, "expiry", accepted.end.expiresMs, rv.expires_ms);
+      differ(diffs, "answer", accepted.answer, b64(rv.answer));
+      return diffs;
+    });
+    if (!accepted || rv.error) continue;
+    await run.check(`resumptions/${rv.name}/device`, "", async () => {
+      const s = await finishResume(b64(rv.resume), fromHex(rv.resumption_secret), b64(rv.answer), now);
+      const diffs = [];
+      differ(diffs, "device session ID", s.end.id, rv.session_id);
+      differ(diffs, "device expiry", s.end.expiresMs, rv.expires_ms);
+      return diffs;
+    });
+    await run.check(`resumptions/${rv.name}/next-ticket`, "", async () => {
+      const t = await openTicket(b64(rv.next_ticket), await ticketKey(server.pkcs8, server.fp, ticketPeriod(now)));
+      const diffs = [];
+      differ(diffs, "period", t.period, rv.ticket_key_period);
+      differ(diffs, "user", formatUserID(t.user), rv.ticket_user);
+      differ(diffs, "device", toHex(t.device), rv.ticket_device);
+      differ(diffs, "auth time", t.authTimeMs, rv.ticket_auth_time_ms);
+      differ(diffs, "expiry", t.expiresMs, rv.ticket_expires_ms);
+      differ(diffs, "RS", t.rs, rv.next_resumption_secret);
+      return diffs;
+    });
+  }
+}
+
 async function checkURIs(run, v) {
   for (const uv of v.uris) {
     await run.check(`uris/${uv.kind}: ${uv.uri.slice(0, 60)}`, uv.error ?? "", async () => {
@@ -1365,7 +1570,7 @@ async function main(path) {
   const v = JSON.parse(await readFile(path, "utf8"));
   const run = new Runner();
   // A vector file that lost a section would let every check pass.
-  for (const section of ["keys", "certificates", "revocations", "envelopes", "channels", "uris", "blobs"]) {
+  for (const section of ["keys", "certificates", "revocations", "envelopes", "channels", "uris", "blobs", "resumptions"]) {
     await run.check(`file/has-${section}`, "", async () => (v[section]?.length > 0 ? [] : ["section is missing or empty"]));
   }
   const keys = new Map();
@@ -1376,6 +1581,7 @@ async function main(path) {
   await checkChannels(run, v, keys);
   await checkURIs(run, v);
   await checkBlobs(run, v);
+  await checkResumptions(run, v);
   await checkDerived(run, v);
   console.log(`${run.passed} passed, ${run.failed} failed`);
   return run.failed === 0 ? 0 : 1;

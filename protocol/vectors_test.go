@@ -35,6 +35,7 @@ type vectorFile struct {
 	Channels     []channelVector  `json:"channels"`
 	URIs         []uriVector      `json:"uris"`
 	Blobs        []blobVector     `json:"blobs"`
+	Resumptions  []resumeVector   `json:"resumptions"`
 }
 
 // keyVector: a key, and the fingerprints of its public half. A vector
@@ -195,7 +196,7 @@ func loadVectors(t *testing.T) *vectorFile {
 	}
 	// A vector file that lost a section would let every check pass.
 	if len(v.Keys) < 5 || len(v.Certificates) < 3 || len(v.Revocations) < 2 || len(v.Envelopes) < 10 ||
-		len(v.Channels) < 3 || len(v.URIs) < 5 || len(v.Blobs) < 3 {
+		len(v.Channels) < 3 || len(v.URIs) < 5 || len(v.Blobs) < 3 || len(v.Resumptions) < 5 {
 		t.Fatalf("vector file is missing vectors: %d keys, %d certificates, %d revocations, %d envelopes, %d channels, %d URIs, %d blobs",
 			len(v.Keys), len(v.Certificates), len(v.Revocations), len(v.Envelopes), len(v.Channels), len(v.URIs), len(v.Blobs))
 	}
@@ -302,6 +303,11 @@ func TestVectors(t *testing.T) {
 			if got != uv {
 				t.Errorf("%s:\n got %+v\nwant %+v", uv.URI, got, uv)
 			}
+		}
+	})
+	t.Run("resumptions", func(t *testing.T) {
+		for _, rv := range v.Resumptions {
+			t.Run(rv.Name, func(t *testing.T) { checkResumptionVector(t, rv, keys) })
 		}
 	})
 	t.Run("blobs", func(t *testing.T) {
@@ -439,6 +445,10 @@ func TestGenerateVectors(t *testing.T) {
 	}
 	cryptotest.SetGlobalRandom(t, 20261126)
 	v := generateVectors(t)
+	// Resumption (section 18) came later: a random stream of its own, so
+	// that the sections above stay byte for byte what they were.
+	cryptotest.SetGlobalRandom(t, 20261127)
+	v.Resumptions = generateResumptionVectors(t, v)
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		t.Fatal(err)
