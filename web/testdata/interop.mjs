@@ -1,0 +1,156 @@
+// interop.mjs: the JavaScript side of web/interop_test.go. It reads one JSON
+// request per line on stdin, runs it with the protocol module
+// (web/app/js/proto) and answers one JSON line on stdout:
+//   {"id": n, "op": "...", ...}  ->  {"id": n, ...result} or {"id": n, "error": {"code", "message"}}
+// Binary values are standard base64 (Go's encoding of []byte); times are
+// Unix milliseconds. State that spans requests (keys, channel sessions,
+// link codes) is kept here under names the Go side chooses.
+import { createInterface } from "node:readline";
+import * as proto from "../app/js/proto/index.js";
+
+const b64 = (s) => (s ? proto.fromBase64(s) : new Uint8Array(0));
+const enc = (b) => proto.toBase64(b);
+
+const privs = new Map(); // PKCS #8 base64 -> PrivateKey
+async function priv(pkcs8) {
+  if (!privs.has(pkcs8)) privs.set(pkcs8, await proto.parsePrivateKey(b64(pkcs8), { extractable: true }));
+  return privs.get(pkcs8);
+}
+const pub = (spki) => proto.parsePublicKey(b64(spki));
+const state = new Map();
+
+function messageIn(m) {
+  return {
+    contentType: m.content_type,
+    groupID: m.group_id ? b64(m.group_id) : null,
+    body: b64(m.body),
+    attachments: (m.attachments ?? []).map((a) => ({ blobID: b64(a.blob_id), key: b64(a.key), sha256: b64(a.sha256), size: a.size, name: a.name, mediaType: a.media_type })),
+  };
+}
+
+function messageOut(m) {
+  return {
+    content_type: m.contentType,
+    group_id: m.groupID ? enc(m.groupID) : null,
+    body: enc(m.body),
+    attachments: m.attachments.map((a) => ({ blob_id: enc(a.blobID), key: enc(a.key), sha256: enc(a.sha256), size: Number(a.size), name: a.name, media_type: a.mediaType })),
+  };
+}
+
+const ops = {
+  async seal(r) {
+    const from = { user: r.user, device: r.device, identity: r.identity ? await priv(r.identity) : null };
+    const to = r.to.map((d) => ({ user: d.user, device: d.device, key: pub(d.key) }));
+    return { envelope: enc(await proto.seal(messageIn(r.message), from, to, { ttl: r.ttl_ms, sent: r.sent_ms, unsigned: r.unsigned })) };
+  },
+  async open(r) {
+    const env = proto.parseEnvelope(b64(r.envelope));
+    const { message, status } = await env.open({ user: r.user, device: r.device, key: await priv(r.key) }, r.sender_identity ? pub(r.sender_identity) : null, r.now_ms);
+    return { status, message: messageOut(message), message_id: env.id, devices: env.devices, delivered: env.devices.map((_, i) => enc(env.forDevice(i))) };
+  },
+  async certify(r) {
+    const c = await proto.certifyDevice(await priv(r.identity), r.user, r.device, pub(r.enc), pub(r.auth), r.created_ms);
+    return { cert: enc(c.bytes()) };
+  },
+  async revoke(r) {
+    return { revocation: enc((await proto.revokeDevice(await priv(r.identity), r.user, r.device, r.at_ms)).bytes()) };
+  },
+  async device_list(r) {
+    const list = await proto.verifyDeviceList(pub(r.identity), r.user, r.certs.map(b64), r.revocations.map(b64));
+    return { devices: list.map((c) => ({ device: c.device, created_ms: c.created, enc: enc(c.encryptionKey.bytes()), auth: enc(c.authKey.bytes()) })) };
+  },
+  async fingerprints(r) {
+    const k = pub(r.key);
+    const id = await proto.identityFingerprint(k);
+    return { identity: id.toString(), numeric: id.numeric(), server: (await proto.serverFingerprint(k)).toString() };
+  },
+  async contact_card(r) {
+    const c = proto.parseContactCard(r.uri);
+    await c.verify(pub(r.identity));
+    const mine = new proto.ContactCard({ server: c.server, serverFP: c.serverFP, user: c.user, identity: c.identity });
+    return { server: c.server, server_fp: c.serverFP.toString(), user: c.user, identity: c.identity.toString(), uri: mine.uri() };
+  },
+  async encrypt_blob(r) {
+    const { data, sha256, size } = await proto.encryptBlob(b64(r.plaintext), b64(r.key));
+    return { blob: enc(data), sha256: enc(sha256), size };
+  },
+  async decrypt_blob(r) {
+    return { plaintext: enc(await proto.decryptBlob(new Blob([b64(r.blob)]), b64(r.key), { sha256: b64(r.sha256) })) };
+  },
+  // The channel, client end in JS.
+  async client_setup(r) {
+    const { session, setup } = await proto.newClientSession({ user: r.user, device: r.device, authKey: await priv(r.auth) }, pub(r.server), r.now_ms);
+    state.set(r.name, session);
+    return { setup: enc(setup), session_id: session.id };
+  },
+  async client_confirm(r) {
+    const s = state.get(r.name);
+    await s.confirm(b64(r.frame), r.now_ms);
+    return { expires_ms: s.expires };
+  },
+  async client_request(r) {
+    const { frame, counter } = await state.get(r.name).sealRequest(r.method, r.path, b64(r.body));
+    return { frame: enc(frame), counter };
+  },
+  async client_response(r) {
+    return { body: enc(await state.get(r.name).openResponse(r.counter, r.method, r.path, b64(r.frame), r.now_ms)) };
+  },
+  async client_push(r) {
+    return { body: enc(await state.get(r.name).openPush(b64(r.frame), r.now_ms)) };
+  },
+  // The channel, server end in JS.
+  async server_accept(r) {
+    const setup = proto.parseChannelSetup(b64(r.setup));
+    const { session, confirm } = await proto.acceptSession(setup, await priv(r.server), pub(r.auth), new proto.MemoryReplayCache(), r.lifetime_ms, r.now_ms);
+    state.set(r.name, session);
+    return { confirm: enc(confirm), session_id: session.id, expires_ms: session.expires };
+  },
+  async server_request(r) {
+    const { body, counter } = await state.get(r.name).openRequest(r.method, r.path, b64(r.frame), r.now_ms);
+    return { body: enc(body), counter };
+  },
+  async server_response(r) {
+    return { frame: enc(await state.get(r.name).sealResponse(r.counter, r.method, r.path, b64(r.body))) };
+  },
+  // Provisioning: B (the new device) in JS.
+  async link_b_request(r) {
+    const code = proto.parseLinkCode(r.uri);
+    const req = { device: r.device, encryptionKey: pub(r.enc), authKey: pub(r.auth) };
+    state.set(r.name, { code, req });
+    return { request: enc(await proto.sealLinkRequest(code, req)), request_mailbox: code.requestMailbox(), response_mailbox: await code.responseMailbox() };
+  },
+  async link_b_response(r) {
+    const { code, req } = state.get(r.name);
+    const resp = await proto.openLinkResponse(code, req, b64(r.response), { extractable: true });
+    return { user: resp.user, identity: enc(await resp.identity.bytes()), cert: enc(resp.cert.bytes()) };
+  },
+  // Provisioning: A (the existing device) in JS.
+  async link_a_code(r) {
+    const code = proto.newLinkCode(r.server, proto.parseFingerprint(r.server_fp), r.user);
+    state.set(r.name, { code });
+    return { uri: code.uri(), request_mailbox: code.requestMailbox(), response_mailbox: await code.responseMailbox() };
+  },
+  async link_a_answer(r) {
+    const { code } = state.get(r.name);
+    const req = await proto.openLinkRequest(code, b64(r.request));
+    const identity = await priv(r.identity);
+    const cert = await proto.certifyDevice(identity, code.user, req.device, req.encryptionKey, req.authKey, r.created_ms);
+    return { device: req.device, response: enc(await proto.sealLinkResponse(code, req, { user: code.user, identity, cert })) };
+  },
+};
+
+const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+for await (const line of lines) {
+  if (!line.trim()) continue;
+  let req;
+  let out;
+  try {
+    req = JSON.parse(line);
+    const op = ops[req.op];
+    if (!op) throw new Error(`unknown op ${req.op}`);
+    out = { id: req.id, ...(await op(req)) };
+  } catch (e) {
+    out = { id: req?.id, error: { code: e instanceof proto.ProtocolError ? e.code : "exception", message: String(e?.stack ?? e) } };
+  }
+  process.stdout.write(JSON.stringify(out) + "\n");
+}
