@@ -10,15 +10,24 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/qrtalk/qrtalk/internal/api"
+	"github.com/qrtalk/qrtalk/internal/store"
 	"github.com/qrtalk/qrtalk/protocol"
 )
 
 const (
 	// liveOutbox bounds the pushes waiting for the socket; a device that
-	// falls further behind gets new messages through its queue.
+	// falls further behind gets new live messages through its queue.
 	liveOutbox = 512
-	// drainBatch is how many queued messages are fetched at a time.
+	// drainBatch is how many queued messages are read at a time.
 	drainBatch = 256
+	// maxInflight bounds the queued messages pushed to a device and not yet
+	// acknowledged: beyond it the pump waits for acknowledgements, so
+	// that a device that does not acknowledge cannot make the server hold
+	// its whole queue in memory.
+	maxInflight = 512
+	// maxAckBatches bounds one channel's acknowledgement frames handed to
+	// the AckWriter and not yet committed; the reader waits beyond it.
+	maxAckBatches = 16
 	// liveAuthTimeout bounds the wait for the first (authenticating) frame.
 	liveAuthTimeout  = 10 * time.Second
 	liveWriteTimeout = 10 * time.Second
@@ -27,56 +36,105 @@ const (
 )
 
 // A liveConn is one device's live channel.
+//
+// An idle channel costs one goroutine, the handler's, blocked reading the
+// socket. The writer and the pump are goroutines started on demand and
+// ended when they have nothing left to do: the writer when the outbox is
+// empty, the pump when it has pushed the device's queue up to its end.
+// Pings come from a timer.
 type liveConn struct {
 	key  deviceKey
 	sess *protocol.ServerSession
-	out  chan []byte   // push bodies, sealed by the writer in order
-	wake chan struct{} // the queue changed, or an acknowledgement came
 	done chan struct{}
 	once sync.Once
 	// attached is when the channel was opened (wall clock): a takeover
 	// from another node closes only older channels.
 	attached time.Time
 
+	// Set once before the channel starts.
+	s         *Server
+	ws        *websocket.Conn
+	net       *liveNetConn
+	ctx       context.Context // the channel's lifetime
+	closeNote string          // the WebSocket close reason, set before done closes
+
 	mu       sync.Mutex
-	acks     map[protocol.MessageID]chan struct{} // live deliveries awaiting their ack
-	inflight map[protocol.MessageID]bool          // queued messages pushed, awaiting their ack
+	out      [][]byte // pushes waiting for the socket, sealed by the writer in order; nil while empty
+	writing  bool     // a writer goroutine runs
+	ending   bool     // done is closed: no new goroutine starts
+	wg       sync.WaitGroup
+	acks     map[protocol.MessageID]chan struct{} // live deliveries awaiting their ack; nil while empty
+	inflight map[protocol.MessageID]bool          // queued messages pushed, awaiting their ack; nil while empty
+	pumping  bool                                 // a pump goroutine runs
+	parked   bool                                 // the pump stopped at maxInflight
+	rescan   bool                                 // the queue grew: read it from its start again
+	cursor   int64                                // the pump has read the queue up to this Seq
+	drained  bool                                 // PushDrained was sent
+	ackSlots chan struct{}                        // maxAckBatches tokens, made on the first queued ack
 }
 
 func newLiveConn(k deviceKey, sess *protocol.ServerSession) *liveConn {
-	return &liveConn{
-		key: k, sess: sess, attached: time.Now(),
-		out:      make(chan []byte, liveOutbox),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
-		acks:     map[protocol.MessageID]chan struct{}{},
-		inflight: map[protocol.MessageID]bool{},
-	}
+	return &liveConn{key: k, sess: sess, attached: time.Now(), done: make(chan struct{}), closeNote: "closing"}
 }
 
-func (c *liveConn) close() { c.once.Do(func() { close(c.done) }) }
+// close ends the channel: the writer sends the closing notice and closes
+// the socket, which ends the reader.
+func (c *liveConn) close() {
+	c.once.Do(func() {
+		close(c.done)
+		c.mu.Lock()
+		c.ending = true
+		c.startWriterLocked() // to say goodbye; does nothing before start
+		c.mu.Unlock()
+	})
+}
 
+// signal tells the channel that the device's queue grew: the pump reads
+// it from its start (a message may have a Seq below the cursor; see
+// store.QueuedMessage.Seq).
 func (c *liveConn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	c.mu.Lock()
+	c.rescan = true
+	c.startPumpLocked()
+	c.mu.Unlock()
+}
+
+func (c *liveConn) startPumpLocked() {
+	if c.pumping || c.ending || c.s == nil {
+		return
 	}
+	c.pumping = true
+	c.parked = false
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.pump()
+	}()
+}
+
+func (c *liveConn) startWriterLocked() {
+	if c.writing || c.s == nil {
+		return
+	}
+	c.writing = true
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.write()
+	}()
 }
 
 // push queues a body for the socket without blocking; false if the
 // connection is closed or too far behind.
 func (c *liveConn) push(body []byte) bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-	}
-	select {
-	case c.out <- body:
-		return true
-	default:
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ending || len(c.out) >= liveOutbox {
 		return false
 	}
+	c.out = append(c.out, body)
+	c.startWriterLocked()
+	return true
 }
 
 // deliver pushes a message for live delivery and returns a channel that is
@@ -84,6 +142,9 @@ func (c *liveConn) push(body []byte) bool {
 func (c *liveConn) deliver(id protocol.MessageID, envelope []byte) (<-chan struct{}, bool) {
 	ch := make(chan struct{})
 	c.mu.Lock()
+	if c.acks == nil {
+		c.acks = map[protocol.MessageID]chan struct{}{}
+	}
 	c.acks[id] = ch
 	c.mu.Unlock()
 	if !c.push(pushBody(api.PushEnvelope, envelope)) {
@@ -112,7 +173,8 @@ func pushBody(typ byte, payload []byte) []byte {
 // pushes the device's queue, a PushDrained marker, and live messages;
 // the client answers with acknowledgement frames.
 func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, nil)
+	lw := &liveResponseWriter{ResponseWriter: w}
+	ws, err := websocket.Accept(lw, r, nil)
 	if err != nil {
 		return // Accept has answered the client
 	}
@@ -134,8 +196,9 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 	c := newLiveConn(k, req.sess)
 
 	lifetime := min(s.opts.LiveLifetime, time.Until(req.sess.Expires()))
-	ctx, cancelLive := context.WithTimeout(r.Context(), lifetime)
+	ctx, cancelLive := context.WithTimeout(context.WithoutCancel(r.Context()), lifetime)
 	defer cancelLive()
+	c.s, c.ws, c.net, c.ctx = s, ws, lw.conn, ctx
 
 	s.wg.Add(1)
 	defer s.wg.Done()
@@ -149,57 +212,101 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 	s.metrics.liveChannels.Inc()
 	defer s.metrics.liveChannels.Dec()
 
-	// The reader gets a context of its own: the WebSocket library closes
-	// the connection when a read's context ends, and the writer must
-	// still be able to send its closing notice at the end of the lifetime.
-	readCtx, cancelRead := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancelRead()
-	var wg sync.WaitGroup
-	wg.Go(func() { s.liveReader(readCtx, ws, c) })
-	wg.Go(func() { s.livePump(ctx, c) })
-	s.liveWriter(ctx, ws, c)
+	stopLifetime := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		if !c.ending {
+			c.closeNote = "live channel lifetime reached; reconnect"
+		}
+		c.mu.Unlock()
+		c.close()
+	})
+	defer stopLifetime()
+	var ping *time.Timer
+	ping = time.AfterFunc(s.opts.PingInterval, func() {
+		if c.push([]byte{api.PushPing}) {
+			ping.Reset(s.opts.PingInterval)
+		}
+	})
+	defer ping.Stop()
+
+	c.signal() // push what is queued
+	// The handler's goroutine reads until the socket closes: the client
+	// leaves, or the writer closes it at the channel's end. Its context
+	// is never cancelled, because the WebSocket library closes the
+	// connection when a read's context ends, and the writer must still be
+	// able to send its closing notice.
+	s.liveReader(context.WithoutCancel(r.Context()), ws, c)
 	c.close()
+	c.wg.Wait()
 	cancelLive()
-	cancelRead()
-	wg.Wait()
 }
 
-// liveWriter seals and writes pushes in order, pings when idle, and closes
-// the socket politely when the channel ends.
-func (s *Server) liveWriter(ctx context.Context, ws *websocket.Conn, c *liveConn) {
-	ping := time.NewTicker(s.opts.PingInterval)
-	defer ping.Stop()
-	write := func(body []byte) bool {
-		wctx, cancel := context.WithTimeout(context.Background(), liveWriteTimeout)
-		defer cancel()
-		return ws.Write(wctx, websocket.MessageBinary, c.sess.SealPush(body)) == nil
-	}
+// write is the writer goroutine: it seals and writes what the outbox
+// holds, all of it in one write to the connection (one TLS record when it
+// fits), and returns when the outbox is empty. At the channel's end it
+// sends the closing notice and closes the socket.
+func (c *liveConn) write() {
 	for {
-		select {
-		case body := <-c.out:
-			if !write(body) {
-				return
-			}
-		case <-ping.C:
-			if !write([]byte{api.PushPing}) {
-				return
-			}
-		case <-c.done:
-			write([]byte{api.PushClosing})
-			ws.Close(websocket.StatusNormalClosure, "closing")
+		c.mu.Lock()
+		batch := c.out
+		c.out = nil
+		ending := c.ending
+		if len(batch) == 0 && !ending {
+			c.writing = false
+			c.mu.Unlock()
 			return
-		case <-ctx.Done():
-			write([]byte{api.PushClosing})
-			ws.Close(websocket.StatusNormalClosure, "live channel lifetime reached; reconnect")
+		}
+		c.mu.Unlock()
+		if ending {
+			// Pushes still waiting are dropped: live ones are queued by
+			// their sender when no ack comes, queued ones stay queued.
+			c.send([][]byte{{api.PushClosing}})
+			c.ws.Close(websocket.StatusNormalClosure, c.note())
+			c.ws.CloseNow()
+			return // writing stays set: nothing is written any more
+		}
+		if !c.send(batch) {
+			c.close()
+			c.ws.CloseNow()
 			return
 		}
 	}
 }
 
+func (c *liveConn) note() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeNote
+}
+
+// send seals and writes bodies, coalesced into one write to the
+// connection.
+func (c *liveConn) send(bodies [][]byte) bool {
+	wctx, cancel := context.WithTimeout(context.Background(), liveWriteTimeout)
+	defer cancel()
+	// Corked even for one body: the library writes a frame's header and
+	// payload apart, and the write buffer is small (see livenet.go).
+	if c.net != nil {
+		c.net.cork()
+	}
+	ok := true
+	for _, body := range bodies {
+		if c.ws.Write(wctx, websocket.MessageBinary, c.sess.SealPush(body)) != nil {
+			ok = false
+			break
+		}
+	}
+	if c.net != nil {
+		if err := c.net.uncork(wctx); err != nil {
+			ok = false
+		}
+	}
+	return ok
+}
+
 // liveReader takes acknowledgement frames: each body is a list of 16-byte
 // message IDs.
 func (s *Server) liveReader(ctx context.Context, ws *websocket.Conn, c *liveConn) {
-	defer c.close()
 	for {
 		_, frame, err := ws.Read(ctx)
 		if err != nil {
@@ -210,87 +317,126 @@ func (s *Server) liveReader(ctx context.Context, ws *websocket.Conn, c *liveConn
 			s.opts.Logger.Info("live channel: bad frame, closing", "err", err)
 			return
 		}
+		var queued []store.MessageRef
 		for i := 0; i < len(body); i += protocol.MessageIDSize {
 			var id protocol.MessageID
 			copy(id[:], body[i:])
-			s.liveAck(ctx, c, id)
+			c.mu.Lock()
+			ch, live := c.acks[id]
+			if live {
+				delete(c.acks, id)
+			}
+			c.mu.Unlock()
+			if live {
+				close(ch)
+				continue
+			}
+			// A queued message, or a live one whose sender stopped
+			// waiting and queued it: either way it is delivered now.
+			queued = append(queued, store.MessageRef{User: c.key.user, Device: c.key.device, ID: id})
+		}
+		if len(queued) > 0 && !s.submitAcks(c, queued) {
+			return
 		}
 	}
 }
 
-func (s *Server) liveAck(ctx context.Context, c *liveConn, id protocol.MessageID) {
-	c.mu.Lock()
-	ch, live := c.acks[id]
-	if live {
-		delete(c.acks, id)
+// submitAcks hands a frame's acknowledgements of queued messages to the
+// AckWriter, so that they are deleted together with other devices' (group
+// commit), without waiting for the commit; at most maxAckBatches frames
+// of one channel wait for it at a time.
+func (s *Server) submitAcks(c *liveConn, refs []store.MessageRef) bool {
+	if c.ackSlots == nil {
+		c.ackSlots = make(chan struct{}, maxAckBatches)
 	}
-	wasQueued := c.inflight[id]
-	c.mu.Unlock()
-	if live {
-		close(ch)
-		return
+	select {
+	case c.ackSlots <- struct{}{}:
+	case <-c.done:
+		return false
 	}
-	// A queued message, or a live one whose sender stopped waiting and
-	// queued it: either way it is delivered now.
-	if err := s.opts.Store.Ack(ctx, c.key.user, c.key.device, id); err == nil {
-		s.metrics.acked.Inc()
-	}
-	if wasQueued {
-		// Only now: until the store has deleted it, the pump would read
-		// it again and push it twice.
+	err := s.acks.Submit(refs, func(error) {
+		// Only now, committed or failed: until the store has deleted
+		// them, a re-read of the queue would push them again.
+		<-c.ackSlots
 		c.mu.Lock()
-		delete(c.inflight, id)
+		for _, r := range refs {
+			delete(c.inflight, r.ID)
+		}
+		if c.parked && len(c.inflight) <= maxInflight/2 {
+			c.startPumpLocked()
+		}
 		c.mu.Unlock()
-		c.signal()
+	})
+	if err != nil {
+		<-c.ackSlots
+		return false
 	}
+	return true
 }
 
-// livePump pushes the device's queue: first all of it, then a PushDrained
-// marker, then whatever is queued while the channel is open.
-func (s *Server) livePump(ctx context.Context, c *liveConn) {
-	drained := false
+// pump pushes the device's queue, by cursor: first all of it, then a
+// PushDrained marker, then whatever is queued while the channel is open.
+// It returns when it has reached the end of the queue with no new signal,
+// when maxInflight pushes await their acknowledgement (an ack starts it
+// again), or at the channel's end.
+func (c *liveConn) pump() {
+	s := c.s
 	for {
-		msgs, err := s.opts.Store.Pending(ctx, c.key.user, c.key.device, s.opts.Now(), drainBatch)
+		c.mu.Lock()
+		switch {
+		case c.ending:
+			c.pumping = false
+			c.mu.Unlock()
+			return
+		case len(c.inflight) >= maxInflight:
+			c.pumping, c.parked = false, true
+			c.mu.Unlock()
+			return
+		}
+		if c.rescan {
+			c.rescan, c.cursor = false, 0
+		}
+		cursor := c.cursor
+		c.mu.Unlock()
+
+		msgs, err := s.opts.Store.PendingAfter(c.ctx, c.key.user, c.key.device, cursor, s.opts.Now(), drainBatch)
 		if err != nil {
 			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				s.opts.Logger.Error("live channel: reading queue", "err", err)
 			}
+			c.mu.Lock()
+			c.pumping = false
+			c.mu.Unlock()
 			c.close()
 			return
 		}
-		pushed := 0
+		c.mu.Lock()
 		for _, m := range msgs {
-			c.mu.Lock()
-			seen := c.inflight[m.ID]
-			c.inflight[m.ID] = true
-			c.mu.Unlock()
-			if seen {
+			if c.ending {
+				break
+			}
+			c.cursor = m.Seq
+			if c.inflight[m.ID] {
 				continue
 			}
-			select {
-			case c.out <- pushBody(api.PushEnvelope, m.Envelope):
-				pushed++
-			case <-c.done:
-				return
+			if c.inflight == nil {
+				c.inflight = map[protocol.MessageID]bool{}
 			}
+			c.inflight[m.ID] = true
+			c.out = append(c.out, pushBody(api.PushEnvelope, m.Envelope))
+			c.startWriterLocked()
 		}
-		if pushed > 0 {
+		if len(msgs) == drainBatch || c.rescan {
+			c.mu.Unlock()
 			continue // there may be more behind this batch
 		}
-		if !drained && len(msgs) < drainBatch {
-			drained = true
-			select {
-			case c.out <- []byte{api.PushDrained}:
-			case <-c.done:
-				return
-			}
+		if !c.drained {
+			c.drained = true
+			c.out = append(c.out, []byte{api.PushDrained})
+			c.startWriterLocked()
 		}
-		select {
-		case <-c.wake:
-		case <-c.done:
-			return
-		case <-ctx.Done():
-			return
-		}
+		c.pumping = false
+		c.mu.Unlock()
+		return
 	}
 }

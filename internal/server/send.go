@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -233,13 +232,17 @@ func (s *Server) handleAck(ctx context.Context, r *http.Request, req *authReques
 	if len(in.IDs) > maxInboxLimit {
 		return nil, api.ErrTooLarge.With("at most %d IDs per acknowledgement", maxInboxLimit)
 	}
+	refs := make([]store.MessageRef, 0, len(in.IDs))
 	for _, id := range in.IDs {
-		err := s.opts.Store.Ack(ctx, req.sess.User, req.sess.Device, id)
-		if err == nil {
-			s.metrics.acked.Inc()
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, s.storeError("acknowledging", err)
+		if id.IsZero() {
+			continue // never queued
 		}
+		refs = append(refs, store.MessageRef{User: req.sess.User, Device: req.sess.Device, ID: id})
+	}
+	// One transaction for the request's IDs, shared with other devices'
+	// acknowledgements (group commit).
+	if err := s.acks.Ack(ctx, refs); err != nil {
+		return nil, s.storeError("acknowledging", err)
 	}
 	return marshal(api.OK{OK: true}), nil
 }

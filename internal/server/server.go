@@ -33,6 +33,7 @@ type Server struct {
 	hub      *hub
 	devices  *deviceCache // recipients' active devices, for the send path
 	queue    *store.QueueWriter
+	acks     *store.AckWriter // group commit of acknowledgements
 	limits   *limiters
 	prov     *provisioning // device-link mailboxes
 	metrics  *metrics
@@ -84,11 +85,13 @@ func New(opts Options) (*Server, error) {
 	s.devices = newDeviceCache(opts.DeviceCacheTTL)
 	s.prov = s.newProvisioning()
 	s.queue = store.NewQueueWriter(opts.Store, store.QueueWriterOptions{})
+	s.acks = store.NewAckWriter(opts.Store, store.AckWriterOptions{Deleted: func(n int) { s.metrics.acked.Add(float64(n)) }})
 	if opts.Bus != nil {
 		s.bus = opts.Bus
 		if err := s.startBus(); err != nil {
 			cancel()
 			s.queue.Close()
+			s.acks.Close()
 			return nil, err
 		}
 	}
@@ -132,6 +135,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	s.prov.clear() // link secrets' ciphertexts do not outlive the server
+	s.acks.Close()
 	return s.queue.Close()
 }
 
