@@ -165,8 +165,9 @@ func CheckServerURL(s string) (string, error) {
 		}
 	}
 	if port != "" {
+		// Decimal digits only: strconv.Atoi alone would take "+443".
 		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 || port[0] == '0' || len(port) > 5 {
+		if err != nil || strings.Trim(port, "0123456789") != "" || n < 1 || n > 65535 || port[0] == '0' || len(port) > 5 {
 			return bad("a port outside 1 to 65535")
 		}
 		port = ":" + port

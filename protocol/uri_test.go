@@ -24,6 +24,7 @@ func TestCheckServerURL(t *testing.T) {
 		"http://h", "https://", "https://h?", "https://h#", "https://u@h", "https://h:", "https://h:0",
 		"https://h:08443", "https://h:65536", "https://h/<", "https://h\u212a", "https://a%25b",
 		"https://[fe80::1%25eth0]", "https://[::1", "https://[::1]x", "https://h/%zz", "https://h b",
+		"https://h:+443", "https://[::1]:+80",
 	} {
 		if got, err := CheckServerURL(in); err == nil {
 			t.Errorf("%q: accepted as %q", in, got)

@@ -159,7 +159,7 @@ test("uris: derived checks (§7)", async () => {
     assert.equal(proto.checkServerURL(want), want, `${want} is canonical`);
   }
   for (const url of ["http://a", "https://", "https://a:", "https://a:0", "https://a:08443", "https://a:65536", "https://a?", "https://a#", "https://u@a",
-    "https://a\\b", "https://a b", "https://a/\t", "https://[1::2::3]", "https://[fe80::1%25eth0]", "https://[::1]x", "https://a/%zz", "https://a/é", "https://[1:2:3:4:5:6:7::8]"]) {
+    "https://a\\b", "https://a b", "https://a/\t", "https://[1::2::3]", "https://[fe80::1%25eth0]", "https://[::1]x", "https://a/%zz", "https://a/é", "https://[1:2:3:4:5:6:7::8]", "https://a:+443", "https://[::1]:+80"]) {
     await rejectsWith("malformed", () => proto.checkServerURL(url), url);
   }
   for (const tok of ["short", "x".repeat(129), "a".repeat(15) + "!"]) await rejectsWith("malformed", () => proto.checkToken(tok), tok);

@@ -135,7 +135,7 @@ export async function sealLinkMessage(code, type, plain, nonce = randomBytes(NON
 // linkMessageType runs steps 1 to 4 of §17.6 but the expected type.
 function linkMessageType(msg) {
   checkBytes(msg, "provisioning message");
-  if (msg.length === 0 || msg[0] !== VERSION) fail("version", `provisioning message version ${msg[0]}`);
+  if (msg.length > 0 && msg[0] !== VERSION) fail("version", `provisioning message version ${msg[0]}`);
   if (msg.length > MAX_LINK_MESSAGE_SIZE) fail("too_large", `provisioning message is ${msg.length} bytes, at most ${MAX_LINK_MESSAGE_SIZE}`);
   if (msg.length < MIN_LINK_MESSAGE_SIZE) fail("malformed", "provisioning message is too short");
   if (msg[1] !== TYPE_REQUEST && msg[1] !== TYPE_RESPONSE) fail("malformed", `not a provisioning message (type ${msg[1]})`);
