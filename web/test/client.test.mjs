@@ -144,13 +144,38 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     assert.ok(!JSON.stringify(shown.map((m) => m.message?.text)).includes('money'));
   });
 
+  await t.test('a device list that does not verify under the pinned key is refused', async () => {
+    // The server slips a device of its own into bob's list: certified by a
+    // key that is not bob's identity key. Nothing is sent.
+    const conn = await alice.conn();
+    const real = conn.directory;
+    const mallory = await P.generateIdentityKey();
+    const { encryption, auth } = await P.generateDeviceKeys();
+    const forged = await P.certifyDevice(mallory, bob.user, P.newDeviceID(), encryption.public(), auth.public(), Date.now());
+    conn.directory = async (user) => {
+      const d = await real.call(conn, user);
+      if (user === bob.user) d.devices.push(forged.bytes());
+      return d;
+    };
+    try {
+      await assert.rejects(alice.send('bob', 'to the server\'s device?', { ttl: 60 }), (e) => e.code === 'mismatch' && /does not verify/.test(e.message));
+      await assert.rejects(alice.addContact(bob.user, 'bob again'), (e) => e.code === 'mismatch');
+    } finally {
+      conn.directory = real;
+    }
+    assert.equal((await alice.contact('bob')).trust, 'verified', 'a bad list is not a key change');
+  });
+
   await t.test('expiry deletes stored messages and attachments, by timer and on open', async () => {
     const before = bobStore.stats().messages;
     const got = nextEvent(bob, 'message', (r) => r.message?.text === 'this vanishes');
     const expired = new Promise((ok) => bob.addEventListener('expired', (e) => ok(e.detail)));
+    const progress = [];
+    bob.addEventListener('download', (e) => progress.push(e.detail));
     const res = await alice.send('bob', 'this vanishes', { ttl: 2, files: [{ name: 'v.txt', type: 'text/plain', data: new TextEncoder().encode('gone soon') }] });
     const r = await got;
     assert.equal(r.message.attachments[0].name, 'v.txt');
+    assert.ok(progress.length >= 1 && progress.at(-1).done === progress.at(-1).total && progress.at(-1).name === 'v.txt', JSON.stringify(progress));
     assert.equal(await (await bob.attachment(r, 0)).text(), 'gone soon');
     assert.equal(bobStore.stats().messages, before + 1);
     assert.ok(bobStore.stats().blobs >= 1);

@@ -892,7 +892,8 @@ export class Account extends EventTarget {
     for (const att of msg.attachments) {
       const blobID = P.toHex(att.blobID);
       if (await this.#store.getBlob(env.id, blobID)) continue;
-      const data = await conn.download(blobID, att.sha256);
+      const data = await conn.download(blobID, att.sha256,
+        (done, total) => this.#emit('download', { id: env.id, blobID, name: att.name, done, total }));
       await this.#store.putBlob(env.id, blobID, data, env.expires());
     }
   }
