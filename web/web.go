@@ -61,7 +61,7 @@ const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 // PermissionsPolicy lets this origin, and nothing it embeds, use the
 // camera (to scan QR codes); every other powerful feature is off.
 const PermissionsPolicy = "camera=(self), microphone=(), geolocation=(), payment=(), usb=(), " +
-	"serial=(), bluetooth=(), hid=(), midi=(), display-capture=()"
+	"serial=(), hid=(), midi=(), display-capture=()"
 
 // contentTypes maps the extensions of the app's files to their media types.
 // A file of any other extension is served as application/octet-stream,

@@ -53,7 +53,7 @@ function preview(last) {
   if (!m) return '';
   const who = last.outgoing ? 'You: ' : '';
   if (m.text) return who + m.text.slice(0, 80);
-  if (m.attachments?.length) return who + '📎 ' + m.attachments.map((a) => a.name).join(', ');
+  if (m.attachments?.length) return who + 'Attachment: ' + m.attachments.map((a) => a.name).join(', ');
   return '';
 }
 
@@ -289,7 +289,7 @@ function messageItem(ctx, it) {
     atts.forEach((a, i) => bubble.append(attachmentView(ctx, it, a, i)));
   }
   const [sigTitle, sigClass, sigText] = SIG_LABEL[r.signature] || [r.signature, 'sig-warn', r.signature];
-  it.countdown = h('span', { class: 'countdown', role: 'timer' }, h('span', { class: 'icon', 'aria-hidden': 'true', text: '⏱ ' }), h('span'));
+  it.countdown = h('span', { class: 'countdown', role: 'timer' }, h('span'));
   it.ticks = h('span', { class: 'ticks' });
   const meta = h('p', { class: 'meta' },
     h('time', { datetime: new Date(r.sent).toISOString(), text: formatTime(r.sent) }),
@@ -354,7 +354,7 @@ function attachmentView(ctx, it, a, i) {
       fig.append(save);
     }).catch((e) => { err.textContent = `Could not open ${a.name}: ${errorText(e)}`; err.hidden = false; });
   } else {
-    const btn = h('button', { type: 'button', class: 'att-file' }, `⬇ Download ${desc}`);
+    const btn = h('button', { type: 'button', class: 'att-file' }, `Download ${desc}`);
     btn.addEventListener('click', async () => {
       err.hidden = true;
       btn.disabled = true;
@@ -425,7 +425,7 @@ function composerForm(ctx, key, title, hooks) {
   const text = h('textarea', { rows: 1, class: 'compose-text', placeholder: 'Message', autocomplete: 'off', 'aria-label': 'Message' });
   const ttl = ttlPicker();
   const fileInput = h('input', { type: 'file', multiple: true, class: 'visually-hidden', id: uid('att') });
-  const attachLabel = h('label', { for: fileInput.id, class: 'button attach', title: 'Attach files' }, '📎 Attach files');
+  const attachLabel = h('label', { for: fileInput.id, class: 'button attach', title: 'Attach files' }, 'Attach files');
   const chosen = h('ul', { class: 'chosen-files', 'aria-label': 'Files to send' });
   const progress = h('div', { class: 'upload-progress' });
   const sendBtn = h('button', { type: 'submit', class: 'primary send' }, 'Send');
@@ -521,7 +521,7 @@ function composerForm(ctx, key, title, hooks) {
       }
       hooks.sent();
     } catch (err) {
-      console.error(err);
+      console.warn(err);
       alert.show(`Not sent: ${errorText(err)}`);
       if (err.code === 'key-changed') await hooks.blocked();
     } finally {

@@ -158,7 +158,7 @@ export function addContactDialog(ctx, code = '') {
         toast(`${c.name || c.user} added${c.verified ? ' and verified' : ' (not verified yet)'}.`);
         ctx.go('#/chat/' + encodeURIComponent('u:' + c.user));
       } catch (err) {
-        console.error(err);
+        console.warn(err);
         status.show('');
         alert.show(`Could not add the contact: ${errorText(err)}`);
       }

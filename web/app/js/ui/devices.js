@@ -81,7 +81,7 @@ async function linkDialog(ctx, refresh) {
   timer = setInterval(showLeft, 1000);
   replace(body,
     h('p', { class: 'warning', text: 'Show this only to the device you are linking: whoever scans it can add a device to your account.' }),
-    h('div', { class: 'qr-box' }, qrCanvas(link.code, 'QR code of the device link code')),
+    h('div', { class: 'qr-box' }, qrCanvas(link.code, 'Device link QR code')),
     field('Link code', codeBox, 'On the new device: open QRTalk and choose “Link this browser”, or run “qrtalk device join”, then scan or paste this code.').wrap,
     h('div', { class: 'actions start' }, copy),
     left);

@@ -14,6 +14,13 @@ const main = document.getElementById('main');
 const nav = document.getElementById('nav');
 const conn = document.getElementById('conn');
 
+/**
+ * Options for the SDK's Account.open/join/joinLink. fetch is wrapped: the
+ * SDK calls it as a method of its connection (this.fetch(...)), and the
+ * browser's fetch throws "Illegal invocation" when called on another object.
+ */
+export const sdkOptions = { fetch: (input, init) => globalThis.fetch(input, init) };
+
 /** Application state shared by the screens. */
 export const app = {
   acc: null, // the Account, once open
@@ -179,7 +186,7 @@ export async function accountReady(acc) {
   app.acc = acc;
   watchAccount(acc);
   try {
-    await acc.start();
+    await acc.start(); // start() may return nothing, or a promise
   } catch (err) {
     toast(`Could not connect: ${errorText(err)}`, 'error');
   }
@@ -235,7 +242,7 @@ async function start() {
   app.sdk = sdk;
   try {
     app.store = await sdk.openIDBStore();
-    app.acc = await sdk.Account.open(app.store);
+    app.acc = await sdk.Account.open(app.store, sdkOptions);
   } catch (err) {
     console.error(err);
     fatal('Your account could not be opened', errorText(err));
@@ -244,7 +251,7 @@ async function start() {
   window.addEventListener('hashchange', route);
   if (app.acc) {
     watchAccount(app.acc);
-    app.acc.start().catch((err) => setConnection('offline', `Offline: ${errorText(err)}`));
+    Promise.resolve().then(() => app.acc.start()).catch((err) => setConnection('offline', `Offline: ${errorText(err)}`));
     if (app.pending) {
       const code = app.pending;
       app.pending = null;

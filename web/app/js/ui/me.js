@@ -41,7 +41,7 @@ export async function render(ctx) {
     h('section', { class: 'card identity', 'aria-labelledby': 'qr-h' },
       h('h2', { id: 'qr-h', text: 'Let a contact scan this' }),
       h('p', { text: 'Someone who scans this QR code adds you with your key verified. Show it in person; a screenshot sent over another app proves less.' }),
-      h('div', { class: 'qr-box' }, qrCanvas(code, 'QR code of your contact code')),
+      h('div', { class: 'qr-box' }, qrCanvas(code, 'Your QR code')),
       field('Your contact code', codeBox).wrap,
       h('div', { class: 'actions start' }, copyCode)),
     h('section', { class: 'card', 'aria-labelledby': 'id-h' },

@@ -4,7 +4,7 @@
 import { h, replace, field, alertBox, statusBox, busy } from './dom.js';
 import { errorText } from './format.js';
 import { scanDialog } from './qr.js';
-import { accountReady } from './main.js';
+import { accountReady, sdkOptions } from './main.js';
 
 /** The kind of a qrtalk: code ("invite", "link", "contact"), or ''. */
 export function codeKind(text) {
@@ -19,6 +19,31 @@ export function codeServer(text) {
     return q.get('s') || '';
   } catch {
     return '';
+  }
+}
+
+/**
+ * '' when the code's server is the one that served this page, else why it
+ * cannot be used here: the browser app talks to its own origin only (the
+ * Content-Security-Policy allows nothing else).
+ */
+export function serverCheck(text) {
+  const s = codeServer(text);
+  if (!s) return '';
+  let origin;
+  try { origin = new URL(s).origin; } catch { return `its server address ${s} is not valid.`; }
+  if (origin === location.origin) return '';
+  return `it is for the server ${s}, but this page comes from ${location.origin}. Open QRTalk from ${s} instead: the web app talks only to the server it was loaded from.`;
+}
+
+/** A link to open the code in the web app of its own server. */
+function elsewhereLink(text) {
+  const s = codeServer(text);
+  try {
+    const u = new URL(s);
+    return h('a', { href: `${u.origin}${u.pathname.replace(/\/$/, '')}/#${encodeURIComponent(text.trim())}` }, `Open this code at ${u.origin}`);
+  } catch {
+    return null;
   }
 }
 
@@ -73,20 +98,22 @@ export async function render(ctx) {
     e.preventDefault();
     joinAlert.show('');
     const text = invite.value.trim();
-    const why = kindCheck('invite')(text);
+    const why = kindCheck('invite')(text) || serverCheck(text);
     if (why) {
       joinAlert.show(`The invite code: ${why}`);
+      const other = serverCheck(text) && elsewhereLink(text);
+      if (other) joinAlert.append(' ', other);
       invite.focus();
       return;
     }
     await busy(joinBtn, 'Joining…', async () => {
       joinStatus.show('Creating your keys and registering. This takes a few seconds…');
       try {
-        const acc = await app.sdk.Account.join(app.store, text);
+        const acc = await app.sdk.Account.join(app.store, text, { ...sdkOptions });
         joinStatus.show('Joined.');
         await accountReady(acc);
       } catch (err) {
-        console.error(err);
+        console.warn(err);
         joinStatus.show('');
         joinAlert.show(`Could not join: ${errorText(err)}`);
       }
@@ -120,20 +147,22 @@ export async function render(ctx) {
     e.preventDefault();
     linkAlert.show('');
     const text = link.value.trim();
-    const why = kindCheck('link')(text);
+    const why = kindCheck('link')(text) || serverCheck(text);
     if (why) {
       linkAlert.show(`The link code: ${why}`);
+      const other = serverCheck(text) && elsewhereLink(text);
+      if (other) linkAlert.append(' ', other);
       link.focus();
       return;
     }
     await busy(linkBtn, 'Linking…', async () => {
       linkStatus.show('Creating this device’s keys and waiting for your other device to confirm…');
       try {
-        const acc = await app.sdk.Account.joinLink(app.store, text, scannedAt ? { scannedAt } : {});
+        const acc = await app.sdk.Account.joinLink(app.store, text, scannedAt ? { ...sdkOptions, scannedAt } : { ...sdkOptions });
         linkStatus.show('Linked.');
         await accountReady(acc);
       } catch (err) {
-        console.error(err);
+        console.warn(err);
         linkStatus.show('');
         linkAlert.show(`Could not link this browser: ${errorText(err)}`);
       }
