@@ -79,6 +79,7 @@ export async function waitFor(what, cond, ms = STEP_TIMEOUT, every = 250) {
       const v = await cond();
       if (v) return v;
     } catch (err) {
+      if (err.fatal) throw err;
       last = err;
     }
     if (Date.now() > deadline) {
@@ -370,4 +371,150 @@ export async function screenshot(page, name) {
   const file = path.join(screenshotDir, `${name}.png`);
   await page.screenshot({ path: file, animations: 'disabled', caret: 'hide' });
   return file;
+}
+
+// --- the app's flows, as a person does them (roles and labels only) -----
+
+/** The main navigation, shown once the browser has an account. */
+export function nav(page) {
+  return page.getByRole('navigation', { name: 'Main' });
+}
+
+/** Goes to a screen through the main navigation: 'Chats', 'Contacts', 'My code', 'Devices'. */
+export async function goTo(page, screen) {
+  await nav(page).getByRole('link', { name: screen, exact: true }).click();
+  await page.getByRole('heading', { level: 1, name: screen, exact: true }).waitFor();
+}
+
+/** Joins from an invite pasted on the welcome screen (creating the keys takes seconds). */
+export async function joinWithInvite(user, server, invite) {
+  await openApp(user, server);
+  const page = user.page;
+  await page.getByRole('heading', { name: 'Welcome to QRTalk' }).waitFor();
+  await page.getByLabel('Invite code').fill(invite);
+  await page.getByRole('button', { name: 'Join', exact: true }).click();
+  await outcome('joining', () => nav(page).isVisible(), page.getByRole('form', { name: 'Join with an invite' }).getByRole('alert'));
+  await page.getByRole('heading', { level: 1, name: 'Chats' }).waitFor();
+}
+
+/**
+ * Reads the "My code" screen: the contact code (text), the user ID and the
+ * fingerprint digits, and the QR code's image (PNG bytes) as drawn.
+ */
+export async function myCode(page) {
+  await goTo(page, 'My code');
+  const contactCode = await page.getByRole('textbox', { name: 'Your contact code', exact: true }).inputValue();
+  const user = new URLSearchParams(contactCode.replace(/^qrtalk:contact\?/, '')).get('u');
+  const fpLabel = await page.getByLabel(/^Your fingerprint: /).getAttribute('aria-label');
+  const qr = page.getByRole('img', { name: 'QR code of your contact code' });
+  return {
+    contactCode,
+    user,
+    fingerprintNumeric: fpLabel.replace(/^Your fingerprint: /, ''),
+    qrPNG: await qr.screenshot(),
+  };
+}
+
+/** Adds a contact from their contact code (the QR payload), which verifies them. Ends in the chat. */
+export async function addContact(page, code, name) {
+  await goTo(page, 'Contacts');
+  await page.getByRole('button', { name: 'Add contact' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Add a contact' });
+  await dialog.getByLabel('Contact code or user ID').fill(code);
+  await dialog.getByLabel('Name', { exact: true }).fill(name);
+  await dialog.getByRole('button', { name: 'Add contact' }).click();
+  await outcome(`adding ${name}`, () => dialog.count().then((n) => n === 0), dialog.getByRole('alert'));
+  await conversation(page, name).waitFor();
+}
+
+/**
+ * Waits until done() holds, failing at once with the app's own words when
+ * the alert shows instead (a form's error), so that a failure says why.
+ */
+export async function outcome(what, done, alert, ms = 2 * STEP_TIMEOUT) {
+  await waitFor(what, async () => {
+    if (await done()) return true;
+    if (await alert.first().isVisible().catch(() => false)) {
+      const text = (await alert.allTextContents()).join(' ').trim();
+      if (text) throw Object.assign(new Error(`${what}: the app says: ${text}`), { fatal: true });
+    }
+    return false;
+  }, ms);
+}
+
+/** The open conversation with name (a region labelled by its heading). */
+export function conversation(page, name) {
+  return page.getByRole('region', { name, exact: true });
+}
+
+/** Opens the chat with a contact from the contacts list. */
+export async function openChat(page, name) {
+  await goTo(page, 'Contacts');
+  await page.getByRole('link', { name: `Chat with ${name}`, exact: true }).click();
+  await conversation(page, name).waitFor();
+  return conversation(page, name);
+}
+
+/** The messages of the open conversation. */
+export function messages(page) {
+  return page.getByRole('log', { name: 'Messages' }).getByRole('article');
+}
+
+/** A message of the open conversation with the given text. */
+export function message(page, text) {
+  return messages(page).filter({ hasText: text });
+}
+
+/**
+ * Sends from the open conversation. ttl: a preset's label ('10 seconds',
+ * '1 hour', ...) or a number of seconds (the custom lifetime). files:
+ * [{name, mimeType, buffer}].
+ */
+export async function send(page, text, { ttl = '1 hour', files = [] } = {}) {
+  const picker = page.getByLabel('Disappears after');
+  if (typeof ttl === 'number') {
+    await picker.selectOption({ label: 'Custom…' });
+    await page.getByLabel('Custom lifetime').fill(String(ttl));
+    await page.getByLabel('Unit').selectOption({ label: 'seconds' });
+  } else {
+    await picker.selectOption({ label: ttl });
+  }
+  if (files.length) await page.getByLabel(/Attach files/).setInputFiles(files);
+  await page.getByLabel('Message', { exact: true }).fill(text);
+  const sendButton = page.getByRole('button', { name: 'Send', exact: true });
+  await sendButton.click();
+  // The composer empties and the button comes back once the send is done.
+  await waitFor('the send to finish', async () => (await page.getByLabel('Message', { exact: true }).inputValue()) === '' && await sendButton.isEnabled());
+  const sent = message(page, text).last();
+  await sent.waitFor();
+  const alert = page.getByRole('form', { name: 'Write a message' }).getByRole('alert');
+  if (await alert.isVisible()) throw new Error(`the composer says: ${await alert.textContent()}`);
+  return sent;
+}
+
+/** The ID of a message shown in the log (its list item's data-id). */
+export function messageID(article) {
+  return article.evaluate((el) => el.closest('li[data-id]')?.dataset.id);
+}
+
+/**
+ * What this browser's IndexedDB holds for a message: its record in
+ * "messages" and its attachment blobs, counted straight from the database.
+ */
+export function storedMessage(page, id) {
+  return page.evaluate((id) => new Promise((resolve, reject) => {
+    const open = indexedDB.open('qrtalk');
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const db = open.result;
+      const tx = db.transaction(['messages', 'blobs']);
+      const msg = tx.objectStore('messages').count(id);
+      const blobs = tx.objectStore('blobs').count(IDBKeyRange.bound([id], [id, []]));
+      tx.oncomplete = () => {
+        db.close();
+        resolve({ message: msg.result, blobs: blobs.result });
+      };
+      tx.onerror = () => reject(tx.error);
+    };
+  }), id);
 }
