@@ -122,7 +122,10 @@ export class Conn {
 
   constructor({ server, serverFingerprint, device, serverKey, info, fetch = globalThis.fetch, now = Date.now }) {
     Object.assign(this, { server, serverFingerprint, device, serverKey, info, now });
-    this.fetch = fetch;
+    // Called as a plain function: a browser's fetch throws "Illegal
+    // invocation" when called as a method of another object.
+    this.fetch = (...args) => fetch.apply(globalThis, args);
+    this.nativeFetch = fetch === globalThis.fetch;
   }
 
   /** session returns a confirmed session with at least a minute left. */
@@ -347,7 +350,7 @@ function safeJSON(bytes) {
 // body through fetch and counts what it hands over.
 async function sendBlob(conn, path, frameHeader, data, size, onProgress) {
   const url = conn.server + path;
-  if (typeof XMLHttpRequest === 'function' && conn.fetch === globalThis.fetch) {
+  if (typeof XMLHttpRequest === 'function' && conn.nativeFetch) {
     return new Promise((resolve, reject) => {
       const x = new XMLHttpRequest();
       x.open('POST', url);
