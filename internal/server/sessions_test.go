@@ -28,9 +28,13 @@ type sessionClient struct {
 }
 
 func newSessionClient(t *testing.T, ts *testServer) *sessionClient {
-	tr := &http.Transport{TLSClientConfig: client.PinnedTLSConfig(ts.opts.ServerFP)}
+	return newSessionClientFor(t, ts.opts.ServerFP, ts.clock.Now)
+}
+
+func newSessionClientFor(t *testing.T, fp protocol.Fingerprint, now func() time.Time) *sessionClient {
+	tr := &http.Transport{TLSClientConfig: client.PinnedTLSConfig(fp)}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &sessionClient{t: t, http: &http.Client{Transport: tr}, fp: ts.opts.ServerFP, now: ts.clock.Now}
+	return &sessionClient{t: t, http: &http.Client{Transport: tr}, fp: fp, now: now}
 }
 
 // post sends body to url's session route and returns the answer, its
@@ -298,5 +302,41 @@ func TestSessionResumeAcrossNodes(t *testing.T) {
 	})
 	if _, _, _, err := sc.resume(hr.URL, next); err != nil {
 		t.Fatalf("resume on a restarted server: %v", err)
+	}
+}
+
+// The scale-out mode: two nodes on PostgreSQL (the replay cache in the
+// database, as qrtalkd wires it). Each node opens the other's tickets, a
+// ticket spent on one is spent on both, and a revocation made through one
+// node stops resumes on the other.
+func TestClusterResumeAcrossNodes(t *testing.T) {
+	c := newCluster(t, clusterConfig{nodes: 2})
+	sc := newSessionClientFor(t, protocol.ServerFingerprint(c.key.Public()), time.Now)
+	a, b := c.nodes[0].ts.URL, c.nodes[1].ts.URL
+	bob := c.user(t, 0)
+	_, ticket := sc.setup(a, bob.Device(), c.key.Public())
+	sess, next, msg, err := sc.resume(b, ticket)
+	if err != nil {
+		t.Fatalf("node A's ticket on node B: %v", err)
+	}
+	if err := sc.inbox(b, sess); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sc.post(a, msg); !errors.Is(err, api.ErrSessionUnknown) {
+		t.Fatalf("a resume spent on node B, replayed on node A: got %v", err)
+	}
+	if _, _, err := sc.post(b, msg); !errors.Is(err, api.ErrSessionUnknown) {
+		t.Fatalf("a resume replayed on its own node: got %v", err)
+	}
+	bob2 := c.link(t, bob, 1)
+	_, ticket2 := sc.setup(b, bob2.Device(), c.key.Public())
+	if err := bob.Revoke(context.Background(), bob2.Device().ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := sc.resume(b, ticket2); !errors.Is(err, api.ErrDeviceUnknown) {
+		t.Fatalf("revoked device resuming on the other node: got %v", err)
+	}
+	if _, _, _, err := sc.resume(a, next); err != nil {
+		t.Fatalf("node B's ticket on node A: %v", err)
 	}
 }
