@@ -55,7 +55,7 @@ type liveConn struct {
 	s         *Server
 	ws        *websocket.Conn
 	net       *liveNetConn
-	ctx       context.Context // the channel's lifetime
+	ctx       context.Context // ends with the channel
 	closeNote string          // the WebSocket close reason, set before done closes
 
 	mu       sync.Mutex
@@ -172,19 +172,24 @@ func pushBody(typ byte, payload []byte) []byte {
 // client message is a frame sealed for GET /v1/live; the server then
 // pushes the device's queue, a PushDrained marker, and live messages;
 // the client answers with acknowledgement frames.
+//
+// Once the channel is authenticated, the handler returns and the channel
+// runs in a goroutine of its own (runLive): net/http keeps the request,
+// its headers and its connection buffers alive for as long as a handler
+// runs, which is most of an idle channel's memory.
 func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 	lw := &liveResponseWriter{ResponseWriter: w}
 	ws, err := websocket.Accept(lw, r, nil)
 	if err != nil {
 		return // Accept has answered the client
 	}
-	defer ws.CloseNow()
 	ws.SetReadLimit(maxAckFrame)
 
 	authCtx, cancel := context.WithTimeout(r.Context(), liveAuthTimeout)
 	_, first, err := ws.Read(authCtx)
 	cancel()
 	if err != nil {
+		ws.CloseNow()
 		return
 	}
 	req, aerr := s.openFrame(r, first)
@@ -192,16 +197,24 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 		ws.Close(websocket.StatusPolicyViolation, aerr.Message)
 		return
 	}
-	k := deviceKey{req.sess.User, req.sess.Device}
-	c := newLiveConn(k, req.sess)
-
+	c := newLiveConn(deviceKey{req.sess.User, req.sess.Device}, req.sess)
 	lifetime := min(s.opts.LiveLifetime, time.Until(req.sess.Expires()))
-	ctx, cancelLive := context.WithTimeout(context.WithoutCancel(r.Context()), lifetime)
-	defer cancelLive()
-	c.s, c.ws, c.net, c.ctx = s, ws, lw.conn, ctx
-
 	s.wg.Add(1)
-	defer s.wg.Done()
+	go func() {
+		defer s.wg.Done()
+		s.runLive(c, ws, lw.conn, lifetime)
+	}()
+}
+
+// runLive runs an authenticated live channel until it ends.
+func (s *Server) runLive(c *liveConn, ws *websocket.Conn, nc *liveNetConn, lifetime time.Duration) {
+	defer ws.CloseNow()
+	// The pump's store reads end with the channel.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.s, c.ws, c.net, c.ctx = s, ws, nc, ctx
+
+	k := c.key
 	s.hub.attach(c)
 	defer s.hub.detach(c)
 	// With a bus: offers for the device come here, and other nodes close
@@ -212,7 +225,7 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 	s.metrics.liveChannels.Inc()
 	defer s.metrics.liveChannels.Dec()
 
-	stopLifetime := context.AfterFunc(ctx, func() {
+	end := time.AfterFunc(lifetime, func() {
 		c.mu.Lock()
 		if !c.ending {
 			c.closeNote = "live channel lifetime reached; reconnect"
@@ -220,7 +233,7 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 		c.mu.Unlock()
 		c.close()
 	})
-	defer stopLifetime()
+	defer end.Stop()
 	var ping *time.Timer
 	ping = time.AfterFunc(s.opts.PingInterval, func() {
 		if c.push([]byte{api.PushPing}) {
@@ -228,17 +241,20 @@ func (s *Server) handleLive(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	defer ping.Stop()
+	if s.ctx.Err() != nil {
+		c.close() // the server is draining: hub.closeAll may have run before attach
+	}
 
 	c.signal() // push what is queued
-	// The handler's goroutine reads until the socket closes: the client
-	// leaves, or the writer closes it at the channel's end. Its context
-	// is never cancelled, because the WebSocket library closes the
-	// connection when a read's context ends, and the writer must still be
-	// able to send its closing notice.
-	s.liveReader(context.WithoutCancel(r.Context()), ws, c)
+	// This goroutine reads until the socket closes: the client leaves, or
+	// the writer closes it at the channel's end. Its context is never
+	// cancelled, because the WebSocket library closes the connection when
+	// a read's context ends, and the writer must still be able to send its
+	// closing notice.
+	s.liveReader(context.Background(), ws, c)
 	c.close()
+	cancel()
 	c.wg.Wait()
-	cancelLive()
 }
 
 // write is the writer goroutine: it seals and writes what the outbox
