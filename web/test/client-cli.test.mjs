@@ -107,6 +107,26 @@ test('the SDK and the qrtalk CLI interoperate', { skip: skip ?? false, timeout: 
     assert.equal(m.conversation, 'pair');
   });
 
+  await t.test('the browser links the CLI as a second device of its user', async () => {
+    const link = await alice.startLink();
+    const laptop = new CLI(srv, 'alice-laptop');
+    const [linked, out] = await Promise.all([link.complete(), laptop.run('device', 'join', link.code)]);
+    assert.match(out, /This is now device/);
+    const id = await laptop.json('id');
+    assert.equal(id.user, alice.user);
+    assert.equal(id.device, linked);
+    assert.equal(id.fingerprint, alice.fingerprint);
+    assert.deepEqual((await alice.devices()).map((d) => d.device).sort(), [alice.device, linked].sort());
+    // The CLI device sends as alice; the browser gets its copy, verified.
+    await laptop.run('contact', 'add', bobID.contact_code, '--name', 'bob');
+    const copy = nextEvent(alice, 'message', (r) => r.message?.text === 'sent from the CLI laptop', 30_000);
+    await laptop.run('send', 'bob', 'sent from the CLI laptop');
+    const r = await copy;
+    assert.equal(r.outgoing, true);
+    assert.equal(r.signature, 'verified');
+    assert.equal(r.conversation, 'u:' + bobID.user);
+  });
+
   await t.test('the CLI links this browser as a second device of its user', async () => {
     const proc = spawn(bob.bin, ['--home', bob.home, 'device', 'link', '--qr', 'false'], { env: bob.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -133,7 +153,7 @@ test('the SDK and the qrtalk CLI interoperate', { skip: skip ?? false, timeout: 
     // alice's next message reaches the CLI and the linked browser.
     await laptop.addContact(alice.contactCode, 'alice');
     const res = await alice.send('bob', 'to both of bob', { ttl: 60 });
-    assert.equal(res.devices.length, 2);
+    assert.equal(res.devices.filter((d) => d.user === bobID.user).length, 2);
     const got = await laptop.sync();
     assert.ok(got.some((r) => r.message?.text === 'to both of bob' && r.signature === 'verified'));
     assert.ok((await bob.jsonLines('inbox')).some((x) => x.text === 'to both of bob'));

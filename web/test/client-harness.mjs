@@ -106,10 +106,18 @@ export class Server {
 
   /** invite makes an invite good for uses registrations. */
   async invite(uses = 10) {
-    const { stdout } = await run(join(this.bins, 'qrtalkd'),
-      ['invite', '--data', this.data, '--listen', this.addr, '--uses', String(uses), '--expires', '1h'],
-      { env: { HOME: this.tmp, PATH: process.env.PATH }, timeout: 60_000 });
-    return stdout.trim();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { stdout } = await run(join(this.bins, 'qrtalkd'),
+          ['invite', '--data', this.data, '--listen', this.addr, '--uses', String(uses), '--expires', '1h'],
+          { env: { HOME: this.tmp, PATH: process.env.PATH }, timeout: 60_000 });
+        return stdout.trim();
+      } catch (e) {
+        // The running server may hold the database's lock for a moment.
+        if (attempt >= 20 || !/SQLITE_BUSY|database is locked/.test(String(e.stderr ?? e.message))) throw e;
+        await new Promise((ok) => setTimeout(ok, 250));
+      }
+    }
   }
 
   /** restart stops the server and starts it again on the same address and data. */
