@@ -406,7 +406,7 @@ export async function myCode(page) {
   const contactCode = await page.getByRole('textbox', { name: 'Your contact code', exact: true }).inputValue();
   const user = new URLSearchParams(contactCode.replace(/^qrtalk:contact\?/, '')).get('u');
   const fpLabel = await page.getByLabel(/^Your fingerprint: /).getAttribute('aria-label');
-  const qr = page.getByRole('img', { name: 'QR code of your contact code' });
+  const qr = page.getByRole('main').getByRole('img', { name: /QR code/ });
   return {
     contactCode,
     user,
