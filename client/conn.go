@@ -42,6 +42,22 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Tickets, when set, keeps the device's session-resumption ticket
+	// across Conns and restarts, so that a restarted device resumes its
+	// session instead of setting up a new one (an RSA operation on each
+	// side). Nil: the ticket lives in the Conn only.
+	Tickets TicketStore
+}
+
+// A TicketStore keeps one device's resumption ticket. The ticket holds a
+// secret that lets the device resume as itself for up to a day: keep it
+// where the device's keys are kept. Errors are the store's to handle: at
+// worst, the device sets up a full session.
+type TicketStore interface {
+	// LoadTicket returns the saved ticket, or nil.
+	LoadTicket() []byte
+	// SaveTicket replaces the saved ticket; nil deletes it.
+	SaveTicket(ticket []byte)
 }
 
 func (o *Options) setDefaults() error {
@@ -110,9 +126,10 @@ type Conn struct {
 	serverKey *protocol.PublicKey
 	info      api.Info
 
-	mu     sync.Mutex
-	sess   *protocol.ClientSession
-	ticket *protocol.Ticket // to resume with; nil: a full setup next
+	mu           sync.Mutex
+	sess         *protocol.ClientSession
+	ticket       *protocol.Ticket // to resume with; nil: a full setup next
+	ticketLoaded bool             // opts.Tickets was read
 }
 
 // Dial fetches the server's description, checks that its key is the pinned
@@ -203,9 +220,10 @@ func (c *Conn) session(ctx context.Context, renew bool) (*protocol.ClientSession
 	if !renew && c.sess != nil && now.Add(time.Minute).Before(c.sess.Expires()) {
 		return c.sess, nil
 	}
+	c.loadTicket()
 	if t := c.ticket; t != nil {
 		// A ticket is good for one try, whatever its outcome.
-		c.ticket = nil
+		c.setTicket(nil)
 		if now.Add(time.Minute).Before(t.Expires) {
 			if sess, err := c.resume(ctx, t, now); err == nil {
 				c.sess = sess
@@ -288,15 +306,37 @@ func (c *Conn) postSession(ctx context.Context, msg []byte) ([]byte, string, err
 // keepTicket pairs the ticket the server gave with sess, for the next
 // renewal. A missing or malformed ticket only means a full setup next time.
 func (c *Conn) keepTicket(sess *protocol.ClientSession, header string) {
-	c.ticket = nil
-	if header == "" || len(header) > 1024 {
+	var ticket *protocol.Ticket
+	if raw, err := base64.RawURLEncoding.DecodeString(header); err == nil && header != "" && len(header) <= 1024 {
+		if t, err := sess.Ticket(raw, c.opts.Now()); err == nil {
+			ticket = t
+		}
+	}
+	c.setTicket(ticket)
+}
+
+// setTicket replaces the Conn's ticket, and the saved one. Called with c.mu.
+func (c *Conn) setTicket(t *protocol.Ticket) {
+	c.ticket = t
+	if c.opts.Tickets == nil {
 		return
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(header)
-	if err != nil {
+	var saved []byte
+	if t != nil {
+		saved, _ = t.MarshalBinary()
+	}
+	c.opts.Tickets.SaveTicket(saved)
+}
+
+// loadTicket reads the saved ticket once, if it is the device's and for
+// the pinned server. Called with c.mu.
+func (c *Conn) loadTicket() {
+	if c.ticketLoaded || c.opts.Tickets == nil {
 		return
 	}
-	if t, err := sess.Ticket(raw, c.opts.Now()); err == nil {
+	c.ticketLoaded = true
+	t, err := protocol.ParseTicket(c.opts.Tickets.LoadTicket())
+	if err == nil && t.User == c.dev.User && t.Device == c.dev.ID && t.Server.Equal(c.opts.ServerFP) && c.ticket == nil {
 		c.ticket = t
 	}
 }

@@ -319,3 +319,56 @@ func TestPinnedTLSResumes(t *testing.T) {
 	}
 	conn.Close()
 }
+
+// memTickets is a TicketStore in memory, standing for a file.
+type memTickets struct{ saved atomic.Pointer[[]byte] }
+
+func (m *memTickets) LoadTicket() []byte {
+	if p := m.saved.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+func (m *memTickets) SaveTicket(t []byte) { m.saved.Store(&t) }
+
+// A restarted device (a new Conn) with a saved ticket resumes instead of
+// setting up a full session; a ticket saved for another device is not used.
+func TestConnResumesAfterRestart(t *testing.T) {
+	s := startResumeServer(t)
+	ctx := context.Background()
+	_, dev, _ := s.register(t)
+	store := &memTickets{}
+	opts := client.Options{Server: s.url, ServerFP: s.fp, Now: s.now, Tickets: store}
+	c1, err := client.Dial(ctx, opts, dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c1.Inbox(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if store.LoadTicket() == nil {
+		t.Fatal("no ticket saved")
+	}
+	c2, err := client.Dial(ctx, opts, dev) // the device restarted
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.Inbox(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.counts(); got != [3]int64{1, 1, 0} {
+		t.Fatalf("setups, resumes, refusals = %v, want the restarted Conn to resume", got)
+	}
+	// Another device given this store sets up a full session.
+	_, other, _ := s.register(t)
+	c3, err := client.Dial(ctx, opts, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c3.Inbox(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.counts(); got != [3]int64{2, 1, 0} {
+		t.Fatalf("setups, resumes, refusals = %v, want a full setup for the other device", got)
+	}
+}

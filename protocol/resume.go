@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
@@ -465,4 +466,47 @@ func acceptResume(q *ResumeRequest, replay ReplayCache, lifetime time.Duration, 
 	answer = append(answer, random...)
 	answer = append(answer, confirm...)
 	return ss, answer, nil
+}
+
+// ticketStateSize is the size of a Ticket's saved form.
+const ticketStateSize = 1 + UserIDSize + DeviceIDSize + FingerprintSize + TicketSize + resumeSecretSize
+
+// MarshalBinary returns the ticket with its resumption secret, for a device
+// that keeps it across restarts. It is a local format, not part of the
+// protocol; store it as the device's authentication key is stored.
+func (t *Ticket) MarshalBinary() ([]byte, error) {
+	if t.secret == nil {
+		return nil, fmt.Errorf("%w: ticket already used", ErrMalformed)
+	}
+	b := wire.NewBuilder(ticketStateSize)
+	b.U8(Version)
+	b.Raw(t.User[:])
+	b.Raw(t.Device[:])
+	b.Raw(t.Server[:])
+	b.Raw(t.sealed)
+	b.Raw(t.secret)
+	return b.Bytes(), nil
+}
+
+// ParseTicket restores a ticket saved with MarshalBinary.
+func ParseTicket(p []byte) (*Ticket, error) {
+	if len(p) != ticketStateSize || p[0] != Version {
+		return nil, fmt.Errorf("%w: saved ticket", ErrMalformed)
+	}
+	t := &Ticket{}
+	r := wire.NewReader(p[1:])
+	r.Into(t.User[:])
+	r.Into(t.Device[:])
+	r.Into(t.Server[:])
+	t.sealed = bytes.Clone(r.Fixed(TicketSize))
+	t.secret = bytes.Clone(r.Fixed(resumeSecretSize))
+	if err := r.Finish(); err != nil {
+		return nil, fmt.Errorf("%w: saved ticket: %v", ErrMalformed, err)
+	}
+	_, exp, err := parseTicketHeader(t.sealed)
+	if err != nil {
+		return nil, err
+	}
+	t.Expires = exp
+	return t, nil
 }

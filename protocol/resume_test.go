@@ -517,3 +517,31 @@ func BenchmarkResumeServer(b *testing.B) {
 	}
 	opsPerSecond(b, "resumes/s")
 }
+
+// A ticket saved and restored (a device restarting) resumes like the
+// original, once.
+func TestTicketSaved(t *testing.T) {
+	f := newResumeFixture(t, testNow)
+	saved, err := f.ticket.MarshalBinary()
+	mustOK(t, "marshal", err)
+	restored, err := ParseTicket(saved)
+	mustOK(t, "parse", err)
+	if restored.User != f.ticket.User || restored.Device != f.ticket.Device || restored.Server != f.ticket.Server || !restored.Expires.Equal(f.ticket.Expires) {
+		t.Fatalf("restored %+v, saved %+v", restored, f.ticket)
+	}
+	cache := &MemoryReplayCache{}
+	if _, _, err := resumeOnce(restored, f.tk, cache, testNow.Add(time.Minute)); err != nil {
+		t.Fatalf("restored ticket: %v", err)
+	}
+	if _, _, err := resumeOnce(f.ticket, f.tk, cache, testNow.Add(time.Minute)); !errors.Is(err, ErrReplay) {
+		t.Fatalf("the original after the restored one: %v", err)
+	}
+	if _, err := restored.MarshalBinary(); err == nil {
+		t.Fatal("a used ticket was saved")
+	}
+	for _, bad := range [][]byte{nil, saved[:len(saved)-1], append(bytes.Clone(saved), 0), flipTo(saved, 0, 2), flipTo(saved, 1+16+8+32, 2)} {
+		if _, err := ParseTicket(bad); err == nil {
+			t.Errorf("bad saved ticket %x... parsed", bad[:min(len(bad), 8)])
+		}
+	}
+}
