@@ -20,6 +20,8 @@
 //     wrapped for every recipient device, signed by the sender.
 //   - EncryptBlob, DecryptBlob: attachments, streamed in chunks.
 //   - NewClientSession, AcceptSession: the secure channel.
+//   - TicketKeys, Resume, AcceptResume: resuming a channel session with a
+//     ticket, without RSA (docs/PROTOCOL.md, section 18).
 //
 // Decoders have size limits and strict, canonical parsing; errors wrap the
 // sentinel errors of errors.go. Nothing here panics on any input.
