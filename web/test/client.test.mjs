@@ -221,6 +221,14 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     await bob2.send('team', 'hi team', { ttl: 300 });
     assert.equal((await atAlice).conversation, g.key);
     assert.equal((await atCarol).conversationName, 'team');
+    // A removed member is told too, and sees the group without herself.
+    const duo = nextEvent(carol, 'group', (x) => x.name === 'duo');
+    await alice.createGroup('duo', ['carol']);
+    await duo;
+    const removed = nextEvent(carol, 'group', (x) => x.name === 'duo' && x.version === 2);
+    const after = await alice.removeMember('duo', 'carol');
+    assert.deepEqual(after.members, [alice.user]);
+    assert.deepEqual((await removed).members, [alice.user]);
     accounts.carol = carol;
   });
 

@@ -28,6 +28,8 @@ export const MAX_TTL = 7 * 24 * 3600;
 const DEFAULT_TTL = 3600;
 const TYPING_TTL = 10;
 const MAX_TIMER = 2 ** 31 - 1;
+// Delivered receipts wait this long for more messages of the same sender.
+const RECEIPT_DELAY = 200;
 
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: false });
@@ -68,7 +70,10 @@ export class Account extends EventTarget {
   #live = null;
   #running = false;
   #wake = null;
+  #onOnline = null;
   #closed = false;
+  #delivered = new Map(); // sender -> envelopes awaiting a delivered receipt
+  #deliveredTimer = null;
   connection = 'offline';
 
   /**
@@ -721,9 +726,7 @@ export class Account extends EventTarget {
       }
     }
     this.#emit('message', r);
-    if (r.signature !== SigInvalid && env.sender !== this.user) {
-      this.#sendReceipts([env], 'delivered').catch(() => {}); // best effort, like Go
-    }
+    if (r.signature !== SigInvalid && env.sender !== this.user) this.#deliveredLater(env);
     return r;
   }
 
@@ -808,6 +811,22 @@ export class Account extends EventTarget {
         break;
       }
     }
+  }
+
+  // deliveredLater queues a delivered receipt: what arrives together (a
+  // queue drained on reconnect) is acknowledged in one receipt per sender,
+  // not one message (and one directory lookup) per message received.
+  #deliveredLater(env) {
+    const list = this.#delivered.get(env.sender) ?? [];
+    list.push(env);
+    this.#delivered.set(env.sender, list);
+    if (this.#deliveredTimer) return;
+    this.#deliveredTimer = setTimeout(() => {
+      this.#deliveredTimer = null;
+      const all = [...this.#delivered.values()];
+      this.#delivered.clear();
+      for (const envs of all) this.#sendReceipts(envs, 'delivered').catch(() => {}); // best effort, like Go
+    }, RECEIPT_DELAY);
   }
 
   // sendReceipts sends one receipt about messages of one sender (best effort).
@@ -945,12 +964,16 @@ export class Account extends EventTarget {
   start() {
     if (this.#running || this.#closed) return;
     this.#running = true;
+    // A browser that comes back online reconnects at once, not after the backoff.
+    this.#onOnline ??= () => this.#wake?.();
+    globalThis.addEventListener?.('online', this.#onOnline);
     this.#listen();
   }
 
   /** stop closes the live channel. */
   stop() {
     this.#running = false;
+    if (this.#onOnline) globalThis.removeEventListener?.('online', this.#onOnline);
     this.#live?.close();
     this.#wake?.();
     this.#setConnection('offline');
@@ -961,6 +984,8 @@ export class Account extends EventTarget {
     this.stop();
     this.#closed = true;
     clearTimeout(this.#timer);
+    clearTimeout(this.#deliveredTimer);
+    this.#delivered.clear();
   }
 
   async #listen() {

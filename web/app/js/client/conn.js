@@ -45,6 +45,9 @@ const JSONType = 'application/json';
 const FRAME_HEADER = 'QRTalk-Frame';
 const LIVE_PATH = '/v1/live';
 const PUSH = { envelope: 1, drained: 2, ping: 3, closing: 4 };
+// The server pings an idle channel every 30 s: a socket silent for longer
+// than this is dead (a phone that slept, a NAT that forgot it): reconnect.
+const LIVE_SILENCE = 75_000;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
@@ -396,6 +399,7 @@ export class Live {
   #queue = [];
   #waiters = [];
   #closed = null;
+  #watchdog = null;
 
   static async open(conn, renew) {
     const sess = await conn.session(renew);
@@ -419,8 +423,22 @@ export class Live {
     this.#conn = conn;
     this.#ws = ws;
     this.#sess = sess;
-    ws.onmessage = (e) => this.#push({ data: new Uint8Array(e.data) });
+    const alive = () => {
+      clearTimeout(this.#watchdog);
+      this.#watchdog = setTimeout(() => {
+        this.#closed ??= new Error('live channel: nothing from the server for 75 s; reconnecting');
+        this.#push({ error: this.#closed });
+        this.close();
+      }, LIVE_SILENCE);
+      this.#watchdog.unref?.();
+    };
+    alive();
+    ws.onmessage = (e) => {
+      alive();
+      this.#push({ data: new Uint8Array(e.data) });
+    };
     ws.onclose = (e) => {
+      clearTimeout(this.#watchdog);
       let err;
       if (e.code === 1008 && /session/i.test(e.reason)) {
         err = new APIError({ code: API.sessionUnknown, http: 401, error: e.reason }, 401);
@@ -481,6 +499,7 @@ export class Live {
   }
 
   close() {
+    clearTimeout(this.#watchdog);
     try { this.#ws.close(1000, 'bye'); } catch { /* closed already */ }
   }
 }
