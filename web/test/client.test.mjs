@@ -39,6 +39,29 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
 
   const [{ a: alice, store: aliceStore }, { a: bob, store: bobStore }] = await Promise.all([join(), join()]);
 
+  await t.test('a server that shows the pinned key but does not hold it gets nothing', async () => {
+    // A man in the middle (TLS is not pinned in a browser) relays GET
+    // /v1/info from the real server, so the key checks out, and answers
+    // the rest itself. It cannot open the session setup (wrapped to the real
+    // key) and so cannot confirm it: the client must stop there.
+    const { a: victim, store } = await join();
+    victim.close();
+    const sent = [];
+    const mitm = async (url, init = {}) => {
+      const path = new URL(url).pathname;
+      if (path === '/v1/info') return fetch(url, init);
+      sent.push(path);
+      if (path === '/v1/session') return new Response(crypto.getRandomValues(new Uint8Array(90)), { status: 200, headers: { 'Content-Type': 'application/x-qrtalk-frame' } });
+      return new Response('{}', { status: 200, headers: { 'Content-Type': 'application/x-qrtalk-frame' } });
+    };
+    const fooled = await Account.open(store, { fetch: mitm });
+    await assert.rejects(fooled.addContact(P.newUserID(), 'x'), /did not confirm the session/);
+    assert.deepEqual(sent, ['/v1/session'], 'no request went out under an unconfirmed session');
+    fooled.close();
+  });
+
+
+
   await t.test('join: IDs, fingerprint, contact code', async () => {
     assert.match(alice.user, /^[a-z2-7]{26}$/);
     assert.match(alice.device, /^[0-9a-f]{16}$/);
@@ -206,8 +229,10 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     const { a: carol } = await join();
     await carol.addContact(alice.contactCode, 'alice');
     await carol.addContact(bob.contactCode, 'bob');
+    await assert.rejects(alice.addContact(carol.user, 'carol', { fingerprint: alice.fingerprintNumeric }), (e) => e.code === 'mismatch');
+    await assert.rejects(alice.contact('carol'), (e) => e.code === 'no-contact', 'nothing pinned');
     await alice.addContact(carol.user, 'carol');
-    await bob2.addContact(carol.contactCode, 'carol');
+    assert.equal((await bob2.addContact(carol.user, 'carol', { fingerprint: carol.fingerprintNumeric.replace(/ /g, '-') })).trust, 'verified');
     carol.start();
     await waitFor('carol live', () => carol.connection === 'connected');
     const bobGroup = nextEvent(bob2, 'group', (g) => g.name === 'team');

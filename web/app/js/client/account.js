@@ -219,7 +219,7 @@ export class Account extends EventTarget {
    * its key is verified by the code) or a user ID (pinned unverified). The
    * contact's device list must verify under the key.
    */
-  async addContact(ref, name) {
+  async addContact(ref, name, { fingerprint } = {}) {
     ref = String(ref ?? '').trim();
     let card = null;
     let user;
@@ -243,6 +243,12 @@ export class Account extends EventTarget {
     if (card && !P.fingerprintEqual(await P.identityFingerprint(key), card.identity)) {
       throw new ClientError('mismatch', `the server gives a key for ${user} that is not the one in the code you scanned: do not trust this contact`);
     }
+    // A fingerprint typed with the ID (read out by the contact) verifies
+    // the key before it is pinned; a mismatch pins nothing.
+    const typed = fingerprint != null && String(fingerprint).trim() !== '';
+    if (typed && !P.matchesNumeric(await P.identityFingerprint(key), String(fingerprint))) {
+      throw new ClientError('mismatch', `the fingerprint you typed is not the one of the key the server gives for ${user}: do not trust this contact until you know why`);
+    }
     try {
       await P.verifyDeviceList(key, user, dir.devices, dir.revocations);
     } catch (e) {
@@ -260,7 +266,7 @@ export class Account extends EventTarget {
       // a key change, not a new contact. Go keeps the old row; so do we.
       c = old;
     } else {
-      c = { user, name, identity: dir.identityKey, verified: !!card || !!old?.verified, pending: old?.pending ?? null, added: old?.added ?? this.now() };
+      c = { user, name, identity: dir.identityKey, verified: !!card || typed || !!old?.verified, pending: old?.pending ?? null, added: old?.added ?? this.now() };
       await this.#store.putContact(c);
     }
     return this.#contactView(c);
@@ -645,9 +651,12 @@ export class Account extends EventTarget {
   async #upload(conn, f, ttl, rcpts, onProgress) {
     const name = sanitizeName(f.name ?? '') || 'attachment';
     const data = f.data ?? f;
-    const plain = data instanceof Uint8Array ? data : new Uint8Array(await data.arrayBuffer());
+    if (!(data instanceof Uint8Array) && typeof data?.arrayBuffer !== 'function') {
+      throw new ClientError('malformed', `attachment ${name}: give a File, a Blob or {name, data: Uint8Array}`);
+    }
     const key = P.newBlobKey();
-    const { data: encrypted, sha256 } = await P.encryptBlob(plain, key);
+    // A File or Blob is read chunk by chunk as it is encrypted.
+    const { data: encrypted, sha256, size } = await P.encryptBlob(data, key);
     const to = rcpts.filter((r) => !(r.user === this.user && r.device === this.device)).map((r) => ({ user: r.user, device: r.device }));
     if (to.length === 0) throw new ClientError('no-device', 'an attachment needs a device to go to');
     let up;
@@ -659,7 +668,7 @@ export class Account extends EventTarget {
     }
     if (!/^[0-9a-f]{32}$/.test(up.id ?? '')) throw new Error(`the server returned a bad blob ID "${up.id}"`);
     const type = sanitizeName(f.type ?? data.type ?? '') || mediaType(name);
-    const att = { blobID: P.fromHex(up.id), key, sha256, size: plain.byteLength, name, mediaType: type };
+    const att = { blobID: P.fromHex(up.id), key, sha256, size, name, mediaType: type };
     return { att, encrypted };
   }
 
