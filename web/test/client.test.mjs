@@ -243,7 +243,11 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     await carolGroup;
     const atAlice = nextEvent(alice, 'message', (r) => r.message?.text === 'hi team');
     const atCarol = nextEvent(carol, 'message', (r) => r.message?.text === 'hi team');
-    await bob2.send('team', 'hi team', { ttl: 300 });
+    const receipt = nextEvent(bob2, 'receipt', (r) => r.kind === 'delivered');
+    const sent = await bob2.send('team', 'hi team', { ttl: 300 });
+    const rc = await receipt;
+    assert.equal(rc.conversation, g.key, 'a receipt for a group message belongs to the group');
+    assert.deepEqual(rc.ids, [sent.id]);
     assert.equal((await atAlice).conversation, g.key);
     assert.equal((await atCarol).conversationName, 'team');
     // A removed member is told too, and sees the group without herself.

@@ -800,12 +800,14 @@ export class Account extends EventTarget {
         }
         r.event = rc.kind;
         r.eventIDs = rc.ids.filter((id) => typeof id === 'string');
+        let about = null; // the conversation of the messages it is about (a group's, for group messages)
         for (const id of r.eventIDs) {
           // "read" wins over "delivered"; only our own messages change.
           const m = await this.#store.getMessage(id);
           if (m && m.outgoing && m.state !== 'read') await this.#store.setMessageState(id, rc.kind);
+          about ??= m?.conversation ?? null;
         }
-        this.#emit('receipt', { from: env.sender, kind: rc.kind, ids: r.eventIDs, conversation: 'u:' + env.sender });
+        this.#emit('receipt', { from: env.sender, kind: rc.kind, ids: r.eventIDs, conversation: about ?? 'u:' + env.sender });
         break;
       }
       case ContentTyping:
