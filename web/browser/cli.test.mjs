@@ -1,0 +1,128 @@
+// A browser user and a qrtalk CLI user: each adds the other (the CLI from a
+// picture of the QR code the browser draws), and they exchange messages and
+// attachments both ways, with receipts.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  startServer, launchBrowser, newUser, stopAll, cliUser, tempDir, desktop, TEST_TIMEOUT, STEP_TIMEOUT,
+  joinWithInvite, myCode, addContact, openChat, send, message, messageID,
+} from './harness.mjs';
+
+let server, browser, alice, carol, dir, ready = false;
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+  alice = await newUser(browser, server, { name: 'alice', viewport: desktop });
+  carol = await cliUser(server, 'carol');
+  dir = await tempDir('cli-files');
+}, { timeout: 5 * 60_000 });
+after(stopAll, { timeout: 2 * 60_000 });
+
+const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+
+test('a browser user and a qrtalk CLI user exchange messages and attachments both ways', { timeout: TEST_TIMEOUT }, async () => {
+  const [, joined] = await Promise.all([
+    joinWithInvite(alice, server, await server.invite()),
+    server.invite().then((inv) => carol.run('join', inv)),
+  ]);
+  assert.match(joined, /Joined/);
+  const carolID = await carol.json('id', '--json');
+
+  // Carol adds alice from a picture of the QR code alice's browser shows:
+  // the CLI decodes it, and the key the server gives matches the code.
+  const aliceCode = await myCode(alice.page);
+  const qrFile = path.join(dir, 'alice-qr.png');
+  await writeFile(qrFile, aliceCode.qrPNG);
+  const added = await carol.run('contact', 'add', qrFile, '--name', 'alice');
+  assert.match(added, /verified/, `carol adds alice from the QR picture: ${added}`);
+  const contacts = await carol.json('contacts', '--json');
+  assert.equal(contacts[0].user, aliceCode.user, "the QR code's user");
+
+  // Alice adds carol by the contact code the CLI prints.
+  await addContact(alice.page, carolID.contact_code, 'Carol');
+  const chat = await openChat(alice.page, 'Carol');
+  await chat.getByText('✔ verified').waitFor();
+
+  // Browser to CLI: a text and two files, one binary.
+  const listen = carol.start('listen', '--json', '--save', path.join(dir, 'carol-downloads'));
+  const notes = Buffer.from('the plan, in full\n');
+  const blob = randomBytes(300_000);
+  const text = `from the browser (${Date.now()})`;
+  const out = await send(alice.page, text, {
+    ttl: '1 hour',
+    files: [
+      { name: 'notes.txt', mimeType: 'text/plain', buffer: notes },
+      { name: 'data.bin', mimeType: 'application/octet-stream', buffer: blob },
+    ],
+  });
+  const got = await listen.json((m) => m.type === 'message' && m.text === text, 2 * STEP_TIMEOUT);
+  assert.equal(got.signature, 'verified', 'signature as the CLI sees it');
+  assert.equal(got.from, aliceCode.user);
+  assert.equal(got.id, await messageID(out), 'the message ID on both sides');
+  assert.ok(got.expires_in_s > 3500 && got.expires_in_s <= 3600, `TTL as received: ${got.expires_in_s} s`);
+  const byName = Object.fromEntries((got.attachments ?? []).map((a) => [a.name, a]));
+  assert.deepEqual(Object.keys(byName).sort(), ['data.bin', 'notes.txt'], 'attachments');
+  assert.equal(byName['notes.txt'].media_type, 'text/plain');
+  assert.deepEqual(await readFile(byName['notes.txt'].saved), notes, 'notes.txt as saved by the CLI');
+  assert.equal(sha256(await readFile(byName['data.bin'].saved)), sha256(blob), 'data.bin as saved by the CLI');
+
+  // CLI to browser: a text, a file and an image.
+  const report = Buffer.from('quarterly numbers: 1, 2, 3\n');
+  const image = await alice.page.screenshot({ clip: { x: 0, y: 0, width: 120, height: 80 } });
+  await writeFile(path.join(dir, 'report.txt'), report);
+  await writeFile(path.join(dir, 'view.png'), image);
+  const reply = `from the command line (${Date.now()})`;
+  const sent = await carol.json('send', 'alice', '--json', '--ttl', '5m',
+    '--file', path.join(dir, 'report.txt'), '--file', path.join(dir, 'view.png'), reply);
+  assert.equal(sent.devices.length, 1);
+  const incoming = message(alice.page, reply);
+  await incoming.waitFor();
+  assert.equal(await messageID(incoming), sent.id);
+  assert.equal(await incoming.getAttribute('aria-label'), 'Message from Carol');
+  await incoming.getByText('verified', { exact: true }).waitFor();
+  assert.match(await incoming.getByRole('timer').getAttribute('aria-label'), /^Disappears in (5 minutes|4 minutes)/);
+
+  // The image is decrypted and shown.
+  const img = incoming.getByRole('img', { name: 'view.png' });
+  await img.waitFor();
+  const size = await img.evaluate(async (el) => {
+    await el.decode();
+    return [el.naturalWidth, el.naturalHeight];
+  });
+  assert.deepEqual(size, [120, 80], 'the image as the browser decoded it');
+
+  // The file downloads with its content.
+  const [download] = await Promise.all([
+    alice.page.waitForEvent('download'),
+    incoming.getByRole('button', { name: /Download report\.txt/ }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), 'report.txt');
+  assert.deepEqual(await readFile(await download.path()), report, 'report.txt as downloaded');
+
+  // Alice's read reaches carol as a receipt.
+  await listen.json((m) => m.type === 'read' && (m.about ?? []).includes(sent.id));
+  await listen.stop();
+
+  assert.deepEqual(alice.offHost, [], 'requests to a host other than the server');
+  assert.deepEqual(alice.problems, [], 'errors in the page');
+  ready = true;
+});
+
+test("a browser user sees the CLI user's delivered and read receipts", { timeout: TEST_TIMEOUT }, async () => {
+  assert.ok(ready, 'needs the contacts of the test before');
+  const listen = carol.start('listen', '--json');
+  await openChat(alice.page, 'Carol');
+  const text = `receipts, please (${Date.now()})`;
+  const out = await send(alice.page, text);
+  await listen.json((m) => m.type === 'message' && m.text === text);
+  // The listener sends "delivered" at once; reading sends "read".
+  await out.getByLabel('Delivered', { exact: true }).waitFor({ timeout: 15_000 });
+  await carol.run('read', 'alice');
+  await out.getByLabel('Read', { exact: true }).waitFor({ timeout: 15_000 });
+  await listen.stop();
+  assert.deepEqual(alice.problems, [], 'errors in the page');
+});
