@@ -185,18 +185,27 @@ export async function startServer() {
   await Promise.race([out.until(/qrtalk:invite\?/, 2 * 60_000, 'qrtalkd start'), died]);
   died.catch(() => {});
 
+  let inviteChain = Promise.resolve();
+  const makeInvite = async (uses) => {
+    const { stdout } = await run(bin, ['invite', '--data', data, '--listen', `127.0.0.1:${port}`, '--public-url', url, '--uses', String(uses), '--expires', '1h', '--qr=false'], { env: { HOME: data, PATH: process.env.PATH } });
+    const m = stdout.match(/qrtalk:invite\?\S+/);
+    if (!m) throw new Error(`qrtalkd invite printed no invite:\n${stdout}`);
+    return m[0];
+  };
   const server = {
     url,
     host: `127.0.0.1:${port}`,
     data,
     bins,
     stderr: err.lines,
-    /** A fresh invite, good for uses people. */
-    async invite(uses = 1) {
-      const { stdout } = await run(bin, ['invite', '--data', data, '--listen', `127.0.0.1:${port}`, '--public-url', url, '--uses', String(uses), '--expires', '1h', '--qr=false'], { env: { HOME: data, PATH: process.env.PATH } });
-      const m = stdout.match(/qrtalk:invite\?\S+/);
-      if (!m) throw new Error(`qrtalkd invite printed no invite:\n${stdout}`);
-      return m[0];
+    /**
+     * A fresh invite, good for uses people. One at a time: two qrtalkd
+     * invite processes opening the database together may meet SQLITE_BUSY.
+     */
+    invite(uses = 1) {
+      const next = inviteChain.then(() => makeInvite(uses));
+      inviteChain = next.catch(() => {});
+      return next;
     },
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
