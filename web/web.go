@@ -23,6 +23,8 @@ import (
 	"time"
 )
 
+//go:generate go run ./iconsgen app/icons
+
 //go:embed app
 var appFS embed.FS
 

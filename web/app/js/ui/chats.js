@@ -5,7 +5,7 @@
 
 import { h, replace, field, alertBox, openDialog, toast, uid } from './dom.js';
 import { TTL_PRESETS, MIN_TTL, MAX_TTL, countdown, countdownWords, formatSize, formatTime, errorText } from './format.js';
-import { trustBadge, acceptKeyChangeDialog } from './contacts.js';
+import { trustBadge, acceptKeyChangeDialog, addContactDialog } from './contacts.js';
 
 const TTL_KEY = 'qrtalk-ttl';
 
@@ -21,7 +21,7 @@ export async function render(ctx) {
       h('h1', { id: 'chats-h', text: 'Chats' }),
       h('div', { class: 'pane-actions' },
         h('button', { type: 'button', onclick: () => newGroupDialog(ctx) }, 'New group'),
-        h('a', { href: '#/contacts', class: 'button' }, 'Contacts'))),
+        h('button', { type: 'button', onclick: () => addContactDialog(ctx) }, 'Add contact'))),
     list);
   const convPane = h('section', { class: 'conv-pane' });
   const page = h('div', { class: ['page', 'chats', key && 'has-conv'] }, listPane, convPane);
@@ -121,8 +121,7 @@ async function conversation(ctx, pane, key) {
         h('button', { type: 'button', onclick: () => membersDialog(ctx, group, async () => { await load(); drawHead(); }) }, 'Members'));
     } else {
       replace(headInfo, trustBadge(contact),
-        h('a', { href: '#/contact/' + encodeURIComponent(contact.user), class: 'button' },
-          contact.verified ? 'Contact details' : 'Verify'));
+        h('a', { href: '#/contact/' + encodeURIComponent(contact.user), class: 'button' }, 'Contact details'));
     }
     // A changed key blocks sending until the user accepts the new one.
     const changed = !isGroup && contact.changed;
@@ -150,7 +149,7 @@ async function conversation(ctx, pane, key) {
 
   replace(pane, h('div', { class: 'conversation', 'aria-labelledby': headingId, role: 'region' },
     h('header', { class: 'conv-head' },
-      h('a', { href: '#/chats', class: 'back button', 'aria-label': 'Back to chats' }, '←'),
+      h('a', { href: '#/chats', class: 'back button', 'aria-label': 'Back to the chat list' }, '←'),
       heading, headInfo),
     banner, log, typing, composer.form));
   drawHead();
@@ -203,7 +202,11 @@ async function conversation(ctx, pane, key) {
 
   const mine = (d) => d && (d.conversation === key || (!isGroup && d.from === contact.user && !d.conversation));
   ctx.on('message', (e) => { if (mine(e.detail)) reload(); });
-  ctx.on('receipt', (e) => { if (mine(e.detail)) reload(); });
+  // A receipt names the conversation of its sender (u:…), also for group
+  // messages: what matters is whether it is about a message shown here.
+  ctx.on('receipt', (e) => {
+    if (mine(e.detail) || (e.detail?.ids || []).some((id) => items.has(id))) reload();
+  });
   ctx.on('expired', (e) => { for (const id of e.detail?.ids || []) removeItem(id); });
   ctx.on('contact-changed', async (e) => {
     if (!isGroup && e.detail?.user === contact.user) { await load(); drawHead(); }

@@ -47,8 +47,9 @@ self.addEventListener('unhandledrejection', (e) => {
 });
 
 /** Shows the connection state in the header. */
-export function setConnection(state, text) {
+export function setConnection(state, text, detail = '') {
   conn.dataset.state = state;
+  conn.title = detail;
   conn.textContent = text ?? ({
     connected: 'Connected',
     connecting: 'Connecting…',
@@ -170,11 +171,26 @@ function watchAccount(acc) {
   setConnection(acc.connection || 'connecting');
   acc.addEventListener('connection', (e) => {
     const d = e.detail || {};
-    setConnection(d.state, d.state === 'offline' && d.error ? `Offline: ${errorText(d.error)}` : undefined);
+    setConnection(d.state, d.state === 'offline' && d.error ? 'Offline, retrying…' : undefined, d.error ? errorText(d.error) : '');
   });
   acc.addEventListener('contact-changed', (e) => {
     const c = e.detail;
     if (c?.changed) toast(`${c.name || c.user}’s identity key changed. Sending to them is blocked until you review it.`, 'error');
+  });
+  // A message from someone who is not a contact (or of a group this device
+  // does not know yet, as on a newly linked device) has no chat to show it
+  // in: say so, rather than let it pass unseen.
+  acc.addEventListener('message', async (e) => {
+    const r = e.detail;
+    if (!r || r.outgoing || !r.conversation) return;
+    try {
+      if (r.conversation.startsWith('g:')) await acc.group(r.conversation);
+      else await acc.contact(r.conversation);
+    } catch {
+      toast(r.conversation.startsWith('g:')
+        ? `A message arrived for a group this device does not know yet (from ${r.fromName || r.from}).`
+        : `A message arrived from ${r.from}, who is not in your contacts. Add them (Contacts → Add contact, with this ID) to read it.`);
+    }
   });
   acc.addEventListener('error', (e) => {
     toast(errorText(e.detail?.error), 'error');
@@ -251,7 +267,7 @@ async function start() {
   window.addEventListener('hashchange', route);
   if (app.acc) {
     watchAccount(app.acc);
-    Promise.resolve().then(() => app.acc.start()).catch((err) => setConnection('offline', `Offline: ${errorText(err)}`));
+    Promise.resolve().then(() => app.acc.start()).catch((err) => setConnection('offline', 'Offline, retrying…', errorText(err)));
     if (app.pending) {
       const code = app.pending;
       app.pending = null;

@@ -100,6 +100,7 @@ export async function render(ctx) {
     const text = invite.value.trim();
     const why = kindCheck('invite')(text) || serverCheck(text);
     if (why) {
+      joinStatus.show('');
       joinAlert.show(`The invite code: ${why}`);
       const other = serverCheck(text) && elsewhereLink(text);
       if (other) joinAlert.append(' ', other);
@@ -149,6 +150,7 @@ export async function render(ctx) {
     const text = link.value.trim();
     const why = kindCheck('link')(text) || serverCheck(text);
     if (why) {
+      linkStatus.show('');
       linkAlert.show(`The link code: ${why}`);
       const other = serverCheck(text) && elsewhereLink(text);
       if (other) linkAlert.append(' ', other);
