@@ -116,8 +116,39 @@ test('the SDK in Chromium: IndexedDB, WebSocket, uploads, reload', { skip: why ?
     assert.equal(r.id, res.id);
   });
 
-  await t.test('after a reload: same identity, unexpired messages and attachments kept, expired gone', async () => {
+  await t.test('two tabs of one device share one live channel', async () => {
+    // The server keeps one live channel per device; two tabs must not take
+    // it from each other. The second tab gets what arrives from the first.
+    const page2 = await ctx.newPage();
+    page2.on('pageerror', (e) => errors.push(e.message));
+    await page2.goto(srv.url + '/manifest.webmanifest');
+    await page2.evaluate(async () => {
+      const sdk = await import('/js/client/index.js');
+      const acc = await sdk.Account.open(await sdk.openIDBStore('qrtalk-sdk-test'));
+      window.t = { acc, got: [], states: [] };
+      acc.addEventListener('message', (e) => window.t.got.push(e.detail.message?.text));
+      acc.addEventListener('connection', (e) => window.t.states.push(e.detail.state));
+      acc.start();
+    });
+    await waitFor('the second tab to learn the channel is up', () => page2.evaluate(() => window.t.acc.connection === 'connected'));
+    const before = await page.evaluate(() => window.t.events.length);
+    await bob.send('web', 'to every tab', { ttl: 600 });
+    await waitFor('the message in the second tab', () => page2.evaluate(() => window.t.got.includes('to every tab')));
+    await waitFor('the message in the first tab', () => page.evaluate(() => window.t.got.some((g) => g.text === 'to every tab')));
+    await new Promise((ok) => setTimeout(ok, 1500));
+    assert.equal(await page.evaluate(() => window.t.events.length), before, 'the first tab kept its channel');
+    // The first tab goes: the second takes the channel over.
     await page.evaluate(() => window.t.acc.close());
+    // Its states: connecting (waiting), connected (the first tab's), then its own connecting, connected.
+    await waitFor('the second tab to hold the channel', () => page2.evaluate(() =>
+      window.t.states.filter((x) => x === 'connecting').length >= 2 && window.t.states.at(-1) === 'connected'));
+    await bob.send('web', 'after the takeover', { ttl: 600 });
+    await waitFor('the message in the second tab', () => page2.evaluate(() => window.t.got.includes('after the takeover')));
+    await page2.evaluate(() => window.t.acc.close());
+    await page2.close();
+  });
+
+  await t.test('after a reload: same identity, unexpired messages and attachments kept, expired gone', async () => {
     await new Promise((ok) => setTimeout(ok, 2500)); // the 2-second message expires while the page is gone
     await page.reload();
     await open();
@@ -131,7 +162,7 @@ test('the SDK in Chromium: IndexedDB, WebSocket, uploads, reload', { skip: why ?
       return { user: acc.user, device: acc.device, fingerprint: acc.fingerprint, texts: msgs.map((m) => m.message?.text), size };
     });
     assert.deepEqual([after.user, after.device, after.fingerprint], [me.user, me.device, me.fingerprint]);
-    assert.deepEqual(after.texts, ['hi browser', 'from the browser']);
+    assert.deepEqual(after.texts, ['hi browser', 'from the browser', 'to every tab', 'after the takeover']);
     assert.equal(after.size, 100_000);
   });
   assert.deepEqual(errors, []);

@@ -30,6 +30,8 @@ const TYPING_TTL = 10;
 const MAX_TIMER = 2 ** 31 - 1;
 // Delivered receipts wait this long for more messages of the same sender.
 const RECEIPT_DELAY = 200;
+// Events the tab holding the live channel relays to the device's other tabs.
+const RELAYED = new Set(['message', 'receipt', 'typing', 'group', 'contact-changed', 'expired', 'connection', 'download', 'drained']);
 
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: false });
@@ -71,6 +73,9 @@ export class Account extends EventTarget {
   #running = false;
   #wake = null;
   #onOnline = null;
+  #leader = false; // this object holds the device's live channel
+  #tabs = null; // BroadcastChannel to the other tabs of this device (browser)
+  #lockAbort = null;
   #closed = false;
   #delivered = new Map(); // sender -> envelopes awaiting a delivered receipt
   #deliveredTimer = null;
@@ -204,7 +209,14 @@ export class Account extends EventTarget {
     return key;
   }
 
-  #emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+    // The tab that holds the live channel tells the other tabs of this
+    // device what arrived (see start).
+    if (this.#leader && this.#tabs && RELAYED.has(type)) {
+      try { this.#tabs.postMessage({ type, detail }); } catch { /* not cloneable: the other tabs read the store */ }
+    }
+  }
 
   #setConnection(state, error) {
     if (this.connection === state && !error) return;
@@ -978,13 +990,50 @@ export class Account extends EventTarget {
     // A browser that comes back online reconnects at once, not after the backoff.
     this.#onOnline ??= () => this.#wake?.();
     globalThis.addEventListener?.('online', this.#onOnline);
-    this.#listen();
+    const locks = globalThis.navigator?.locks;
+    if (!locks || typeof BroadcastChannel !== 'function') {
+      this.#leader = true;
+      this.#listen();
+      return;
+    }
+    // Several tabs of one browser are one device, and the server keeps one
+    // live channel per device (a new one closes the old): two tabs would
+    // take it from each other forever. One tab holds a lock and the
+    // channel, and relays what arrives; the others listen to it, and one of
+    // them takes over when that tab closes.
+    const id = `qrtalk:${this.user}/${this.device}`;
+    this.#tabs = new BroadcastChannel(id);
+    this.#tabs.onmessage = (e) => {
+      if (this.#leader && e.data?.type === 'state?') {
+        this.#tabs?.postMessage({ type: 'connection', detail: { state: this.connection } });
+        return;
+      }
+      if (this.#leader || !e.data || !RELAYED.has(e.data.type)) return;
+      if (e.data.type === 'connection') this.connection = e.data.detail.state;
+      this.dispatchEvent(new CustomEvent(e.data.type, { detail: e.data.detail }));
+    };
+    this.#lockAbort = new AbortController();
+    this.#setConnection('connecting');
+    this.#tabs.postMessage({ type: 'state?' }); // the state of the tab that holds the channel, if any
+    locks.request(id + '/live', { signal: this.#lockAbort.signal }, async () => {
+      if (!this.#running) return;
+      this.#leader = true;
+      try {
+        await this.#listen();
+      } finally {
+        this.#leader = false;
+      }
+    }).catch(() => { /* aborted by stop() while another tab held the channel */ });
   }
 
   /** stop closes the live channel. */
   stop() {
     this.#running = false;
     if (this.#onOnline) globalThis.removeEventListener?.('online', this.#onOnline);
+    this.#lockAbort?.abort();
+    this.#lockAbort = null;
+    this.#tabs?.close();
+    this.#tabs = null;
     this.#live?.close();
     this.#wake?.();
     this.#setConnection('offline');
