@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 )
 
 // Key parameters of protocol v1. They are fixed: there is no negotiation,
@@ -126,16 +127,18 @@ func ParsePrivateKey(der []byte) (*PrivateKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: private key is %T, not RSA", ErrMalformed, k)
 	}
-	priv, err := newPrivateKey(rk)
-	if err != nil {
-		return nil, err
+	// crypto/rsa checks p·q ≡ 0 (mod n) only, which a crafted key with
+	// p·q = 2n passes; docs/PROTOCOL.md section 5.2 asks for p·q = n.
+	if len(rk.Primes) != 2 || new(big.Int).Mul(rk.Primes[0], rk.Primes[1]).Cmp(rk.N) != 0 {
+		return nil, fmt.Errorf("%w: private key primes do not multiply to its modulus", ErrMalformed)
 	}
-	// One key, one encoding: refuse extra primes, attributes and other
-	// variations that re-encoding would drop.
-	if !bytes.Equal(priv.Bytes(), der) {
+	// One key, one encoding: refuse attributes and other variations that
+	// re-encoding would drop. Every malformed case comes before the size
+	// and the exponent are judged (docs/PROTOCOL.md section 5.2).
+	if canonical, err := x509.MarshalPKCS8PrivateKey(rk); err != nil || !bytes.Equal(canonical, der) {
 		return nil, fmt.Errorf("%w: private key encoding is not canonical PKCS #8", ErrMalformed)
 	}
-	return priv, nil
+	return newPrivateKey(rk)
 }
 
 // ParsePrivateKeyPEM parses a PEM block of type "PRIVATE KEY" (PKCS #8).

@@ -92,6 +92,62 @@ test("private keys: canonical, consistent PKCS #8 only", async () => {
   for (const k of testKeysDER()) assert.deepEqual(await (await proto.parsePrivateKey(k, { extractable: true })).bytes(), k);
 });
 
+// derInt and derSeq build DER by hand, to make keys that no library would.
+function derLen(n) {
+  return n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+}
+function derInt(v) {
+  let h = v.toString(16);
+  if (h.length % 2) h = "0" + h;
+  if (parseInt(h.slice(0, 2), 16) & 0x80) h = "00" + h;
+  const b = proto.fromHex(h);
+  return Uint8Array.of(0x02, ...derLen(b.length), ...b);
+}
+function derTLV(tag, parts) {
+  const body = parts.reduce((a, p) => Uint8Array.of(...a, ...p), new Uint8Array(0));
+  return Uint8Array.of(tag, ...derLen(body.length), ...body);
+}
+function pkcs8(n, e, d, p, q, dP, dQ, qInv) {
+  const rsa = derTLV(0x30, [derInt(0n), ...[n, e, d, p, q, dP, dQ, qInv].map(derInt)]);
+  return derTLV(0x30, [derInt(0n), proto.fromHex("300d06092a864886f70d0101010500"), derTLV(0x04, [rsa])]);
+}
+const mod = (a, m) => ((a % m) + m) % m;
+function inverse(a, m) {
+  let [r0, r1, s0, s1] = [mod(a, m), m, 1n, 0n];
+  while (r1 !== 0n) {
+    const q = r0 / r1;
+    [r0, r1, s0, s1] = [r1, r0 - q * r1, s1, s0 - q * s1];
+  }
+  return r0 === 1n ? mod(s0, m) : null;
+}
+const bigOf = (s) => BigInt("0x" + proto.toHex(proto.fromBase64URL(s)));
+
+test("private keys: consistency (§5.2), and size and exponent judged last", async () => {
+  let crafted = 0;
+  for (const der of testKeysDER()) {
+    const jwk = await crypto.subtle.exportKey("jwk", await crypto.subtle.importKey("pkcs8", der, { name: "RSA-PSS", hash: "SHA-256" }, true, ["sign"]));
+    const [n, e, d, p, q, dP, dQ, qInv] = ["n", "e", "d", "p", "q", "dp", "dq", "qi"].map((f) => bigOf(jwk[f]));
+    assert.deepEqual(pkcs8(n, e, d, p, q, dP, dQ, qInv), der, "the hand-made DER is the canonical encoding");
+    await rejectsWith("malformed", () => proto.parsePrivateKey(pkcs8(n, e, d + 1n, p, q, dP, dQ, qInv)), "d does not match dP");
+    await rejectsWith("malformed", () => proto.parsePrivateKey(pkcs8(n, e, d + n, p, q, dP, dQ, qInv)), "d above n");
+    // p = 2P with every CRT value made to agree: p·q = 2n, which crypto/rsa
+    // once let through (it checks p·q ≡ 0 mod n).
+    const p2 = 2n * p;
+    const [dP2, dQ2, qInv2, m] = [inverse(e, p2 - 1n), inverse(e, q - 1n), inverse(q, p2), inverse(p2 - 1n, q - 1n)];
+    if (!dP2 || !dQ2 || !qInv2 || !m) continue;
+    const d2 = dP2 + (p2 - 1n) * mod((dQ2 - dP2) * m, q - 1n);
+    if (d2 >= n || d2 < 1n << 1536n) continue;
+    crafted++;
+    await rejectsWith("malformed", () => proto.parsePrivateKey(pkcs8(n, e, d2, p2, q, dP2, dQ2, qInv2)), "p·q = 2n");
+  }
+  assert.ok(crafted > 0, "no crafted key: the test checks nothing");
+  // A consistent, canonical key of another size is key_size.
+  const small = await crypto.subtle.generateKey({ name: "RSA-PSS", hash: "SHA-256", modulusLength: 2048, publicExponent: Uint8Array.of(1, 0, 1) }, true, ["sign", "verify"]);
+  const smallDER = new Uint8Array(await crypto.subtle.exportKey("pkcs8", small.privateKey));
+  await rejectsWith("key_size", () => proto.parsePrivateKey(smallDER));
+  await rejectsWith("malformed", () => proto.parsePrivateKey(Uint8Array.of(...smallDER, 0)), "trailing data comes first");
+});
+
 test("private keys: WebCrypto uses, storage, extractability", async () => {
   const der = b64(vectors.keys[0].private_pkcs8);
   const signOnly = await proto.parsePrivateKey(der, { uses: ["sign"] });

@@ -218,13 +218,29 @@ function parsePKCS8(der) {
   const ints = [];
   for (let i = 0; i < 8; i++) ints.push(derPositive(rsa));
   rsa.finish();
-  const [n, e, , p, q, dP, dQ, qInv] = ints;
-  checkPublicNumbers(n, e);
-  const [N, E, P, Q, DP, DQ, QI] = [n, e, p, q, dP, dQ, qInv].map(big);
+  const [n, e, d, p, q, dP, dQ, qInv] = ints;
+  const [N, E, D, P, Q, DP, DQ, QI] = [n, e, d, p, q, dP, dQ, qInv].map(big);
+  // The consistency rules of §5.2, those of Go's crypto/rsa.
+  const half = Math.floor(bitLength(n) / 2);
   const consistent =
-    P * Q === N && DP < P - 1n && DQ < Q - 1n && QI < P && (E * DP) % (P - 1n) === 1n && (E * DQ) % (Q - 1n) === 1n && (QI * Q) % P === 1n;
+    P * Q === N &&
+    D < N &&
+    E % 2n === 1n &&
+    E < 1n << 31n &&
+    DP < P - 1n &&
+    DQ < Q - 1n &&
+    (E * DP) % (P - 1n) === 1n &&
+    (E * DQ) % (Q - 1n) === 1n &&
+    D % (P - 1n) === DP &&
+    D % (Q - 1n) === DQ &&
+    QI < P &&
+    (QI * Q) % P === 1n &&
+    (P > Q ? P - Q : Q - P) >= 1n << BigInt(half - 100) &&
+    D >= 1n << BigInt(half);
   if (!consistent) fail("malformed", "inconsistent RSA private key");
   if (!constantTimeEqual(der, encodePKCS8(ints))) fail("malformed", "private key encoding is not canonical PKCS #8");
+  // Size and exponent last: only a canonical, consistent key gets key_size or key_exponent (§5.2).
+  checkPublicNumbers(n, e);
   return n;
 }
 
