@@ -158,12 +158,14 @@ test('the SDK in Chromium: IndexedDB, WebSocket, uploads, reload', { skip: why ?
       const msgs = await acc.messages('bob');
       const withFile = msgs.find((m) => m.message?.text === 'hi browser');
       const size = withFile ? (await acc.attachment(withFile, 0)).size : -1;
+      const convs = (await acc.conversations()).map((c) => [c.kind, c.name]);
       acc.close();
-      return { user: acc.user, device: acc.device, fingerprint: acc.fingerprint, texts: msgs.map((m) => m.message?.text), size };
+      return { user: acc.user, device: acc.device, fingerprint: acc.fingerprint, texts: msgs.map((m) => m.message?.text), size, convs };
     });
     assert.deepEqual([after.user, after.device, after.fingerprint], [me.user, me.device, me.fingerprint]);
     assert.deepEqual(after.texts, ['hi browser', 'from the browser', 'to every tab', 'after the takeover']);
     assert.equal(after.size, 100_000);
+    assert.deepEqual(after.convs, [['contact', 'bob']]);
   });
   assert.deepEqual(errors, []);
 });

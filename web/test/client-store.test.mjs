@@ -23,6 +23,7 @@ test('messages are kept once, listed in order, and deleted with their blobs at e
   await s.putBlob('a'.repeat(32), 'f'.repeat(32), Uint8Array.of(7), 5_000);
   await s.addSeen('a'.repeat(32), 5_000);
   assert.deepEqual((await s.listMessages('u:x')).map((m) => m.sent), [1000, 2000]);
+  assert.deepEqual((await s.listConversations()).sort(), ['u:x', 'u:y']);
   assert.equal(await s.nextExpiry(), 5_000);
 
   assert.deepEqual(await s.deleteExpired(4_999), []);

@@ -167,6 +167,22 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     assert.ok(!JSON.stringify(shown.map((m) => m.message?.text)).includes('money'));
   });
 
+  await t.test('a message from someone who is not a contact: unverified key, listed under their ID', async () => {
+    const { a: dave } = await join();
+    await dave.addContact(alice.contactCode, 'alice');
+    const got = nextEvent(alice, 'message', (r) => r.from === dave.user);
+    await dave.send('alice', 'hello from a stranger', { ttl: 300 });
+    const r = await got;
+    assert.equal(r.signature, 'unverified key');
+    assert.equal(r.fromName, dave.user);
+    assert.equal(r.conversation, 'u:' + dave.user);
+    const conv = (await alice.conversations()).find((c) => c.key === 'u:' + dave.user);
+    assert.equal(conv?.kind, 'unknown');
+    assert.deepEqual((await alice.messages('u:' + dave.user)).map((m) => m.message.text), ['hello from a stranger']);
+    await assert.rejects(alice.send('u:' + dave.user, 'who are you?'), (e) => e.code === 'no-contact', 'sending needs a contact');
+    dave.close();
+  });
+
   await t.test('a device list that does not verify under the pinned key is refused', async () => {
     // The server slips a device of its own into bob's list: certified by a
     // key that is not bob's identity key. Nothing is sent.

@@ -871,7 +871,16 @@ export class Account extends EventTarget {
    * one read receipt per sender lists every message just read.
    */
   async messages(who, { markRead = false } = {}) {
-    const conv = await this.#resolve(who);
+    let conv;
+    try {
+      conv = await this.#resolve(who);
+    } catch (e) {
+      // Reading (not sending) works for a conversation with someone who is
+      // not a contact: what they sent is shown, unverified.
+      const key = String(who ?? '').trim();
+      if (e.code !== 'no-contact' || !/^[ug]:/.test(key)) throw e;
+      conv = { key, name: await this.#conversationName(key) };
+    }
     await this.expire();
     const now = this.now();
     const out = [];
@@ -901,6 +910,12 @@ export class Account extends EventTarget {
     const out = [];
     for (const c of await this.contacts()) out.push({ key: c.key, name: c.name, kind: 'contact', trust: c.trust });
     for (const g of await this.groups()) out.push({ key: g.key, name: g.name, kind: 'group' });
+    // Messages from someone who is not (or no longer) a contact, or of a
+    // group this device does not know: shown under the sender's ID.
+    const known = new Set(out.map((c) => c.key));
+    for (const key of await this.#store.listConversations()) {
+      if (!known.has(key)) out.push({ key, name: await this.#conversationName(key), kind: 'unknown' });
+    }
     for (const c of out) {
       const ms = await this.#store.listMessages(c.key);
       c.last = ms.length ? ms[ms.length - 1].sent : null;

@@ -99,6 +99,22 @@ export class IDBStore {
     const range = IDBKeyRange.bound([conversation, -Infinity], [conversation, Infinity]);
     return req(tx.objectStore('messages').index('conversation').getAll(range));
   }
+  async listConversations() {
+    const tx = this.db.transaction('messages');
+    const out = new Set();
+    await new Promise((resolve, reject) => {
+      const c = tx.objectStore('messages').index('conversation').openKeyCursor(null, 'nextunique');
+      c.onsuccess = () => {
+        const cur = c.result;
+        if (!cur) return resolve();
+        out.add(cur.key[0]);
+        // Skip to the next conversation: past every send time of this one.
+        cur.continue([cur.key[0], Infinity]);
+      };
+      c.onerror = () => reject(c.error);
+    });
+    return [...out];
+  }
   async setMessageState(id, state) {
     const tx = this.db.transaction('messages', 'readwrite');
     const s = tx.objectStore('messages');

@@ -41,6 +41,7 @@ export class MemoryStore {
       .sort((a, b) => a.sent - b.sent || (a.id < b.id ? -1 : 1))
       .map(copy);
   }
+  async listConversations() { return [...new Set([...this.#messages.values()].map((m) => m.conversation))]; }
   async setMessageState(id, state) {
     const m = this.#messages.get(id);
     if (m) m.state = state;

@@ -15,7 +15,8 @@
 //   groups    getGroup(idHex); putGroup(g); deleteGroup(idHex); listGroups()
 //             g: { id (hex), name, members: [user], version }
 //   messages  addMessage(m) -> false if the ID is there already; getMessage(id);
-//             listMessages(conversation) (oldest first); setMessageState(id, state)
+//             listMessages(conversation) (oldest first); setMessageState(id, state);
+//             listConversations() -> the conversation keys that hold messages
 //             m: { id, conversation, outgoing, envelope (as received), sent, expires, state }
 //   seen      hasSeen(id); addSeen(id, expires): IDs opened, kept until they expire,
 //             so that a message delivered twice or replayed is handled once
@@ -29,7 +30,7 @@ export const storeMethods = [
   'getAccount', 'putAccount', 'clear',
   'getContact', 'putContact', 'deleteContact', 'listContacts',
   'getGroup', 'putGroup', 'deleteGroup', 'listGroups',
-  'addMessage', 'getMessage', 'listMessages', 'setMessageState',
+  'addMessage', 'getMessage', 'listMessages', 'setMessageState', 'listConversations',
   'hasSeen', 'addSeen', 'putBlob', 'getBlob',
   'deleteExpired', 'nextExpiry',
 ];
