@@ -180,6 +180,17 @@ test("envelopes: sealing refuses what §10.2 and §9.1 refuse", async () => {
   assert.equal(proto.decodeMessage(big).body.length, 262144);
 });
 
+test("envelopes: times outside what a Date holds are errors, not crashes", async () => {
+  const { privs } = await vectorKeys();
+  const ev = vectors.envelopes.find((e) => e.name === "unsigned");
+  const me = { user: ev.recipient_user, device: ev.recipient_device, key: privs[ev.recipient_key] };
+  for (const [sent, code] of [["8000000000000000", "expired"], ["7fffffffffffffff", "clock_skew"]]) {
+    const data = b64(ev.envelope);
+    data.set(proto.fromHex(sent), 42);
+    await rejectsWith(code, () => proto.parseEnvelope(data).open(me, null, ev.now_ms), `sent ${sent}`);
+  }
+});
+
 test("message plaintexts: decoding (§9.3)", async () => {
   const p = proto.encodeMessage({ contentType: "a/b", body: bytes("x") });
   assert.equal(p.length, 256);

@@ -8,7 +8,7 @@
 // milliseconds (Numbers; a Date is accepted too). Counters are Numbers.
 
 import { fail, withContext } from "./errors.js";
-import { checkBytes, concat, constantTimeEqual, i64, labeled, Reader, readHeader, toHex, toMillis, u64, u8, utf8, var16, VERSION } from "./wire.js";
+import { checkBytes, concat, constantTimeEqual, formatTime, i64, labeled, Reader, readHeader, toHex, toMillis, u64, u8, utf8, var16, VERSION } from "./wire.js";
 import { aesKey, gcmOpen, gcmSeal, hkdf32, KEY_SIZE, LABEL, NONCE_SIZE, randomBytes, sha256, sign, TAG_SIZE, unwrapKey, verify, wrapKey } from "./primitives.js";
 import { deviceIDBytes, deviceIDString, DEVICE_ID_SIZE, userIDBytes, userIDString, USER_ID_SIZE } from "./ids.js";
 import { PrivateKey, PublicKey } from "./keys.js";
@@ -148,7 +148,7 @@ class Keys {
 
   // open runs steps 1 to 8 of §11.7; step 0 is the caller's.
   async open(kind, reqCtr, m, p, frame, now) {
-    if (toMillis(now, "now") >= this.expires) fail("expired", `channel session ended at ${new Date(this.expires).toISOString()}`);
+    if (toMillis(now, "now") >= this.expires) fail("expired", `channel session ended at ${formatTime(this.expires)}`);
     const { id, ctr } = parseFrameHeader(frame);
     if (!constantTimeEqual(id, this.id)) fail("mismatch", `frame is for session ${toHex(id)}, not ${toHex(this.id)}`);
     if (!this.window.fresh(ctr)) fail("replay", `frame ${ctr}`);

@@ -8,7 +8,7 @@
 // in milliseconds and must be whole seconds, from 1 s to 7 days.
 
 import { fail, withContext } from "./errors.js";
-import { checkBytes, compareBytes, concat, constantTimeEqual, i64, isZero, labeled, Reader, readHeader, toMillis, u16, u32, u8, var16, var32, VERSION } from "./wire.js";
+import { checkBytes, compareBytes, concat, constantTimeEqual, formatTime, i64, isZero, labeled, Reader, readHeader, toMillis, u16, u32, u8, var16, var32, VERSION } from "./wire.js";
 import { gcmOpen, gcmSeal, KEY_SIZE, LABEL, NONCE_SIZE, randomBytes, sha256, sign, TAG_SIZE, unwrapKey, verify, wrapKey } from "./primitives.js";
 import { deviceIDBytes, deviceIDString, DEVICE_ID_SIZE, messageIDBytes, messageIDString, MESSAGE_ID_SIZE, userIDBytes, userIDString, USER_ID_SIZE } from "./ids.js";
 import { PrivateKey, PublicKey } from "./keys.js";
@@ -227,7 +227,7 @@ export class Envelope {
   async open(me, senderIdentity, now) {
     const nowMs = BigInt(toMillis(now, "now"));
     const expires = this.#sent + BigInt(this.ttl);
-    if (nowMs >= expires) fail("expired", `message expired at ${new Date(Number(expires)).toISOString()}`);
+    if (nowMs >= expires) fail("expired", `message expired at ${formatTime(expires)}`);
     if (this.#sent > nowMs + BigInt(MAX_CLOCK_SKEW)) fail("clock_skew", "message sent in the future");
     const user = userIDBytes(me?.user);
     const device = deviceIDBytes(me?.device);

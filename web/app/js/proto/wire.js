@@ -187,6 +187,12 @@ export function toMillis(t, what = "time") {
   return Math.floor(ms);
 }
 
+/** A time for an error message: ISO 8601 when a Date can hold it, else the number of ms. */
+export function formatTime(ms) {
+  const d = new Date(Number(ms));
+  return Number.isNaN(d.getTime()) ? `${ms} ms since the epoch` : d.toISOString();
+}
+
 /** labeled(L, x1, x2, ...) = L || 0x00 || x1 || x2 || ... (§3.3). */
 export function labeled(label, ...parts) {
   return concat(utf8(label), u8(0), ...parts);

@@ -1,0 +1,352 @@
+package web_test
+
+// TestInteropDifferential feeds the same inputs, the test vectors' and
+// fresh objects' bytes and strings with random mutations (bit flips,
+// truncations, insertions, version bytes, odd characters), to the Go
+// package protocol and to the JavaScript module, and checks that both
+// accept the same inputs with the same result and refuse the others with the
+// same error (docs/PROTOCOL.md section 13). The mutations are seeded, so a
+// failure reproduces.
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/qrtalk/qrtalk/protocol"
+)
+
+var errorNames = []struct {
+	name string
+	err  error
+}{
+	{"version", protocol.ErrVersion}, {"too_large", protocol.ErrTooLarge}, {"key_size", protocol.ErrKeySize},
+	{"key_exponent", protocol.ErrKeyExponent}, {"bad_signature", protocol.ErrBadSignature}, {"not_recipient", protocol.ErrNotRecipient},
+	{"expired", protocol.ErrExpired}, {"decrypt", protocol.ErrDecrypt}, {"replay", protocol.ErrReplay},
+	{"clock_skew", protocol.ErrClockSkew}, {"mismatch", protocol.ErrMismatch}, {"malformed", protocol.ErrMalformed},
+}
+
+func errorName(err error) string {
+	if err == nil {
+		return ""
+	}
+	for _, e := range errorNames {
+		if errors.Is(err, e.err) {
+			return e.name
+		}
+	}
+	return "other: " + err.Error()
+}
+
+var b64 = base64.StdEncoding.EncodeToString
+
+// mutateBytes returns a random variation of b: one to three changes.
+func mutateBytes(r *rand.Rand, b []byte) []byte {
+	for i := r.IntN(3); i >= 0; i-- {
+		b = mutateOnce(r, b)
+	}
+	return b
+}
+
+func mutateOnce(r *rand.Rand, b []byte) []byte {
+	out := bytes.Clone(b)
+	pos := func(n int) int {
+		if n == 0 {
+			return 0
+		}
+		if r.IntN(2) == 0 { // headers and length prefixes are near the start
+			return r.IntN(min(n, 64))
+		}
+		return r.IntN(n)
+	}
+	switch r.IntN(7) {
+	case 0:
+		if len(out) > 0 {
+			out[pos(len(out))] ^= 1 << r.IntN(8)
+		}
+	case 1:
+		out = out[:r.IntN(len(out)+1)]
+	case 2:
+		for i := r.IntN(3) + 1; i > 0; i-- {
+			out = append(out, byte(r.IntN(256)))
+		}
+	case 3:
+		if len(out) > 0 {
+			out[pos(len(out))] = byte(r.IntN(256))
+		}
+	case 4:
+		if len(out) > 0 {
+			i := pos(len(out))
+			out = append(out[:i], out[i+1:]...)
+		}
+	case 5:
+		i := pos(len(out))
+		out = append(out[:i], append([]byte{byte(r.IntN(256))}, out[i:]...)...)
+	case 6:
+		if len(out) > 0 {
+			out[0] = 2
+		}
+	}
+	return out
+}
+
+var oddChars = []string{"a", "Z", "0", "9", ":", "/", "?", "#", "@", "%", "%2", "%41", "%zz", "+", "-", "_", ".", "~", "[", "]", " ", "\t", "\n",
+	";", "=", "&", "é", "\u212a", "\u3000", "\u00a0", "\\", "!", "'", "*", "1", "::", "v=1", "&v=1", "=1"}
+
+// mutateString returns a random variation of s.
+func mutateString(r *rand.Rand, s string) string {
+	i := 0
+	if len(s) > 0 {
+		i = r.IntN(len(s))
+	}
+	switch r.IntN(4) {
+	case 0:
+		return s[:i] + oddChars[r.IntN(len(oddChars))] + s[i:]
+	case 1:
+		if len(s) > 0 {
+			return s[:i] + s[i+1:]
+		}
+	case 2:
+		if len(s) > 0 {
+			return s[:i] + oddChars[r.IntN(len(oddChars))] + s[i+1:]
+		}
+	case 3:
+		return strings.ToUpper(s[:i]) + s[i:]
+	}
+	return s
+}
+
+type checkCase struct {
+	kind string
+	args map[string]any
+	goFn func() (string, error)
+	what string
+}
+
+func TestInteropDifferential(t *testing.T) {
+	js := startNode(t)
+	p := newParties()
+	now := time.Now()
+	ms := now.UnixMilli()
+	r := rand.New(rand.NewPCG(differentialSeed, 1))
+
+	serverFP := protocol.ServerFingerprint(p.server.Public())
+	cert, _ := protocol.CertifyDevice(p.aliceID, p.alice, p.alicePhone, p.aliceEnc.Public(), p.aliceAuth.Public(), now)
+	rev, _ := protocol.RevokeDevice(p.aliceID, p.alice, p.aliceLaptop, now)
+	env, _ := protocol.Seal(&protocol.Message{ContentType: "text/plain", Body: []byte("hi")}, protocol.Sender{User: p.alice, Device: p.alicePhone, Identity: p.aliceID},
+		[]protocol.DeviceRecipient{{User: p.bob, Device: p.bobPhone, Key: p.bobEnc.Public()}, {User: p.alice, Device: p.aliceLaptop, Key: p.laptopEnc.Public()}},
+		protocol.SealOptions{Sent: now, TTL: time.Minute})
+	_, setup, _ := protocol.NewClientSession(protocol.ChannelDevice{User: p.alice, Device: p.alicePhone, AuthKey: p.aliceAuth}, p.server.Public(), now)
+	blobKey := protocol.NewBlobKey()
+	var blob bytes.Buffer
+	w, _ := protocol.EncryptBlob(&blob, blobKey)
+	w.Write(bytes.Repeat([]byte("attachment "), 7000))
+	w.Close()
+	code, _ := protocol.NewLinkCode(p.serverURL, serverFP, p.alice)
+	linkReq, _ := protocol.SealLinkRequest(code, protocol.LinkRequest{Device: p.aliceLaptop, EncryptionKey: p.laptopEnc.Public(), AuthKey: p.aliceAuth.Public()})
+	card := protocol.ContactCard{Server: p.serverURL, ServerFP: serverFP, User: p.alice, Identity: protocol.IdentityFingerprint(p.aliceID.Public())}
+	invite := protocol.Invite{Server: p.serverURL, ServerFP: serverFP, Token: "Zq3vK9xR2mT8wLp4Yh6NcE"}
+
+	bytesCase := func(kind string, data []byte, extra map[string]any, goFn func([]byte) (string, error)) checkCase {
+		args := map[string]any{"data": data}
+		for k, v := range extra {
+			args[k] = v
+		}
+		return checkCase{kind: kind, args: args, goFn: func() (string, error) { return goFn(data) }, what: fmt.Sprintf("%d bytes %x", len(data), data[:min(len(data), 256)])}
+	}
+	textCase := func(kind, text string, goFn func(string) (string, error)) checkCase {
+		return checkCase{kind: kind, args: map[string]any{"text": text}, goFn: func() (string, error) { return goFn(text) }, what: fmt.Sprintf("%q", text)}
+	}
+
+	type seed struct {
+		n    int
+		make func(r *rand.Rand) checkCase
+	}
+	seeds := map[string]seed{
+		"public_key": {150, func(r *rand.Rand) checkCase {
+			return bytesCase("public_key", mutateBytes(r, pub(p.bobID)), nil, func(d []byte) (string, error) {
+				k, err := protocol.ParsePublicKey(d)
+				if err != nil {
+					return "", err
+				}
+				return b64(k.Bytes()), nil
+			})
+		}},
+		"private_key": {60, func(r *rand.Rand) checkCase {
+			return bytesCase("private_key", mutateBytes(r, p.bobID.Bytes()), nil, func(d []byte) (string, error) {
+				k, err := protocol.ParsePrivateKey(d)
+				if err != nil {
+					return "", err
+				}
+				return b64(k.Public().Bytes()), nil
+			})
+		}},
+		"cert": {100, func(r *rand.Rand) checkCase {
+			return bytesCase("cert", mutateBytes(r, cert.Bytes()), map[string]any{"identity": pub(p.aliceID)}, func(d []byte) (string, error) {
+				c, err := protocol.ParseDeviceCert(d)
+				if err == nil {
+					err = c.Verify(p.aliceID.Public())
+				}
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%s/%s/%d", c.User, c.Device, c.Created.UnixMilli()), nil
+			})
+		}},
+		"revocation": {60, func(r *rand.Rand) checkCase {
+			return bytesCase("revocation", mutateBytes(r, rev.Bytes()), map[string]any{"identity": pub(p.aliceID)}, func(d []byte) (string, error) {
+				v, err := protocol.ParseRevocation(d)
+				if err == nil {
+					err = v.Verify(p.aliceID.Public())
+				}
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%s/%s/%d", v.User, v.Device, v.Revoked.UnixMilli()), nil
+			})
+		}},
+		"envelope": {120, func(r *rand.Rand) checkCase {
+			extra := map[string]any{"user": p.bob.String(), "device": p.bobPhone.String(), "key": p.bobEnc.Bytes(), "identity": pub(p.aliceID), "now_ms": ms}
+			return bytesCase("envelope", mutateBytes(r, env), extra, func(d []byte) (string, error) {
+				e, err := protocol.ParseEnvelope(d)
+				if err != nil {
+					return "", err
+				}
+				m, status, err := e.Open(protocol.Recipient{User: p.bob, Device: p.bobPhone, Key: p.bobEnc}, p.aliceID.Public(), time.UnixMilli(ms))
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%s/%s/%s", status, m.ContentType, b64(m.Body)), nil
+			})
+		}},
+		"setup": {80, func(r *rand.Rand) checkCase {
+			extra := map[string]any{"key": p.server.Bytes(), "identity": pub(p.aliceAuth), "now_ms": ms}
+			return bytesCase("setup", mutateBytes(r, setup), extra, func(d []byte) (string, error) {
+				s, err := protocol.ParseChannelSetup(d)
+				if err != nil {
+					return "", err
+				}
+				ss, _, err := protocol.AcceptSession(s, p.server, p.aliceAuth.Public(), &protocol.MemoryReplayCache{}, 0, time.UnixMilli(ms))
+				if err != nil {
+					return "", err
+				}
+				return ss.ID().String(), nil
+			})
+		}},
+		"blob": {100, func(r *rand.Rand) checkCase {
+			return bytesCase("blob", mutateBytes(r, blob.Bytes()), map[string]any{"key": blobKey[:]}, func(d []byte) (string, error) {
+				rd, err := protocol.DecryptBlob(bytes.NewReader(d), blobKey)
+				if err != nil {
+					return "", err
+				}
+				plain, err := io.ReadAll(rd)
+				if err != nil {
+					return "", err
+				}
+				return b64(plain), nil
+			})
+		}},
+		"link_request": {60, func(r *rand.Rand) checkCase {
+			c := bytesCase("link_request", mutateBytes(r, linkReq), map[string]any{"text": code.URI()}, func(d []byte) (string, error) {
+				req, err := protocol.OpenLinkRequest(code, d)
+				if err != nil {
+					return "", err
+				}
+				return req.Device.String(), nil
+			})
+			return c
+		}},
+		"contact": {250, func(r *rand.Rand) checkCase {
+			return textCase("contact", mutateString(r, card.URI()), func(s string) (string, error) {
+				c, err := protocol.ParseContactCard(s)
+				return c.URI(), err
+			})
+		}},
+		"invite": {150, func(r *rand.Rand) checkCase {
+			return textCase("invite", mutateString(r, invite.URI()), func(s string) (string, error) {
+				i, err := protocol.ParseInvite(s)
+				return i.URI(), err
+			})
+		}},
+		"link": {150, func(r *rand.Rand) checkCase {
+			return textCase("link", mutateString(r, code.URI()), func(s string) (string, error) {
+				c, err := protocol.ParseLinkCode(s)
+				return c.URI(), err
+			})
+		}},
+		"server_url": {400, func(r *rand.Rand) checkCase {
+			bases := []string{p.serverURL, "https://[2001:db8::1]:443/a/b/", "https://10.0.0.1", "HTTPS://Host.Example/x%2Fy", "https://[::ffff:1.2.3.4]"}
+			s := mutateString(r, bases[r.IntN(len(bases))])
+			if r.IntN(3) == 0 {
+				s = mutateString(r, s)
+			}
+			return textCase("server_url", s, protocol.CheckServerURL)
+		}},
+		"user_id": {150, func(r *rand.Rand) checkCase {
+			return textCase("user_id", mutateString(r, p.alice.String()), func(s string) (string, error) {
+				u, err := protocol.ParseUserID(s)
+				return u.String(), err
+			})
+		}},
+		"fingerprint": {100, func(r *rand.Rand) checkCase {
+			return textCase("fingerprint", mutateString(r, serverFP.String()), func(s string) (string, error) {
+				f, err := protocol.ParseFingerprint(s)
+				return f.String(), err
+			})
+		}},
+	}
+	for _, kind := range []string{"public_key", "private_key", "cert", "revocation", "envelope", "setup", "blob", "link_request", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
+		t.Run(kind, func(t *testing.T) {
+			js := js.with(t)
+			s := seeds[kind]
+			accepted, failures := 0, 0
+			codes := map[string]int{}
+			n := s.n * int(differentialScale)
+			for i := 0; i < n && failures < 10; i++ {
+				c := s.make(r)
+				goResult, goErr := c.goFn()
+				var got struct{ Code, Result string }
+				js.must("check", mergeArgs(map[string]any{"kind": c.kind}, c.args), &got)
+				want := errorName(goErr)
+				if strings.HasPrefix(want, "other") {
+					t.Fatalf("%s: Go failed with an error outside section 13: %v", c.what, goErr)
+				}
+				codes[want]++
+				if got.Code != want || (want == "" && got.Result != goResult) {
+					failures++
+					t.Errorf("%s: Go %q %q, JavaScript %q %q", c.what, want, goResult, got.Code, got.Result)
+				}
+				if want == "" {
+					accepted++
+				}
+			}
+			t.Logf("%d inputs, outcomes %v", n, codes)
+		})
+	}
+}
+
+func mergeArgs(a, b map[string]any) map[string]any {
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}
+
+// differentialSeed and differentialScale: change them to search further
+// (QRTALK_DIFF_SEED, QRTALK_DIFF_SCALE), keep the defaults in CI.
+var differentialSeed, differentialScale = envUint("QRTALK_DIFF_SEED", 20261126), envUint("QRTALK_DIFF_SCALE", 1)
+
+func envUint(name string, def uint64) uint64 {
+	if v, err := strconv.ParseUint(os.Getenv(name), 10, 64); err == nil {
+		return v
+	}
+	return def
+}
