@@ -338,5 +338,20 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     assert.equal(r.conversation, 'u:' + bob.user);
     // A code works once.
     await assert.rejects(Account.joinLink(new MemoryStore(), link.code), (e) => e.code === 'link-used');
+    await assert.rejects(link.complete(), /already completed/);
+  });
+
+  await t.test('a link code is good for 10 minutes', async () => {
+    const link = await alice.startLink();
+    await assert.rejects(Account.joinLink(new MemoryStore(), link.code, { scannedAt: Date.now() - 10 * 60_000 - 1 }), (e) => e.code === 'link-expired');
+    const realNow = alice.now;
+    alice.now = () => Date.now() + 10 * 60_000;
+    try {
+      await assert.rejects(link.complete(), (e) => e.code === 'link-expired');
+    } finally {
+      alice.now = realNow;
+    }
+    // Nothing was linked.
+    assert.equal((await alice.devices()).length, 2);
   });
 });

@@ -449,7 +449,7 @@ export class Account extends EventTarget {
    * {code, expires, complete()}. Show code to the new device only.
    */
   async startLink() {
-    return Link.start({ conn: await this.conn(), identity: this.#identity, user: this.user, server: this.server, serverFP: this.#serverFP, now: this.now });
+    return Link.start({ conn: await this.conn(), identity: this.#identity, user: this.user, server: this.server, serverFP: this.#serverFP, now: () => this.now() });
   }
 
   // ---- groups (Go: groups.go) ----
