@@ -232,6 +232,13 @@ async function registerServiceWorker() {
   }
 }
 
+// The skip link moves focus to the content without touching the fragment,
+// which is the router's.
+document.querySelector('.skip-link')?.addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
+
 // --- start --------------------------------------------------------------
 
 async function start() {

@@ -9,14 +9,19 @@ import { h, openDialog, alertBox, statusBox, field } from './dom.js';
  * A canvas showing text as a QR code (error correction M, a 4-module
  * quiet zone), with an accessible name.
  */
-export function qrCanvas(text, label, { px = 8 } = {}) {
+export function qrCanvas(text, label, { cssSize = 288 } = {}) {
   const qr = qrcode(0, 'M');
   qr.addData(text, 'Byte');
   qr.make();
   const n = qr.getModuleCount();
   const quiet = 4;
+  // A whole number of device pixels per module, so that every module has
+  // the same size on screen (uneven modules are harder to scan).
+  const dpr = self.devicePixelRatio || 1;
+  const px = Math.max(2, Math.floor((cssSize * dpr) / (n + 2 * quiet)));
   const size = (n + 2 * quiet) * px;
   const canvas = h('canvas', { class: 'qr', width: size, height: size, role: 'img', 'aria-label': label });
+  canvas.style.width = `${size / dpr}px`; // CSSOM, which the CSP allows (no style attribute in markup)
   const ctx = canvas.getContext('2d');
   ctx.fillStyle = '#ffffff';
   ctx.fillRect(0, 0, size, size);
