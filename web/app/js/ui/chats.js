@@ -293,7 +293,7 @@ function messageItem(ctx, it) {
   }
   const [sigTitle, sigClass, sigText] = SIG_LABEL[r.signature] || [r.signature, 'sig-warn', r.signature];
   it.countdown = h('span', { class: 'countdown', role: 'timer' }, h('span'));
-  it.ticks = h('span', { class: 'ticks' });
+  it.ticks = h('span', { class: 'ticks', role: 'img' });
   const meta = h('p', { class: 'meta' },
     h('time', { datetime: new Date(r.sent).toISOString(), text: formatTime(r.sent) }),
     h('span', { class: ['sig', sigClass], title: sigTitle, text: sigText }),
