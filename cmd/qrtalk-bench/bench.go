@@ -110,6 +110,8 @@ func Run(ctx context.Context, s *Settings, out, log io.Writer) (*Report, error) 
 	}
 	b.rep.Targets = targets(b.rep.Results, s, b.rep.Machine.CPUs)
 	b.rep.Seconds = time.Since(b.t0).Seconds()
+	b.rep.Machine.LoadEnd = loadAverage()
+	fmt.Fprintf(out, "load average at the end: %s (at the start: %s)\n", b.rep.Machine.LoadEnd, b.rep.Machine.LoadAvg)
 	fmt.Fprintln(out)
 	printReport(out, b.rep)
 	for _, p := range b.rep.Profiles {

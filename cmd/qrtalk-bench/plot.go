@@ -92,6 +92,7 @@ type series struct {
 // A chart is what drawChart draws.
 type chart struct {
 	title, subtitle, footer string
+	note                    string // a second line under the subtitle
 	xLabel, yLabel          string
 	xLog, yLog              bool
 	xFmt, yFmt              func(float64) string
@@ -102,8 +103,12 @@ type chart struct {
 
 func drawSweep(sw Sweep, rep *Report) (image.Image, error) {
 	m := rep.Machine
+	load := m.LoadAvg
+	if m.LoadEnd != "" {
+		load = fmt.Sprintf("%s at start, %s at end", strings.Fields(m.LoadAvg + " ")[0], strings.Fields(m.LoadEnd + " ")[0])
+	}
 	footer := fmt.Sprintf("qrtalk-bench %s · %d CPUs %s · load average %s · server and load generator on one machine (loopback)",
-		rep.Started.UTC().Format("2006-01-02 15:04 UTC"), m.CPUs, m.CPUModel, m.LoadAvg)
+		rep.Started.UTC().Format("2006-01-02 15:04 UTC"), m.CPUs, m.CPUModel, load)
 	pick := func(system string, y func(SweepPoint) float64) [][2]float64 {
 		var pts [][2]float64
 		for _, p := range sw.Points {
@@ -148,11 +153,21 @@ func drawSweep(sw Sweep, rep *Report) (image.Image, error) {
 		if full > 0 {
 			sub = fmt.Sprintf("100%% = %s msgs/s, qrtalkd's full rate at %d devices; the relay is offered the same rates", fmtTick(full), devs)
 		}
+		var skipped []string
+		for _, p := range sw.Points {
+			if p.Skipped > 0 {
+				skipped = append(skipped, fmt.Sprintf("%s at %.0f%%: %d", p.System, p.X, p.Skipped))
+			}
+		}
+		note := ""
+		if len(skipped) > 0 {
+			note = "sends skipped (over 8,192 in flight, a stall): " + strings.Join(skipped, ", ")
+		}
 		c = chart{
 			title:    fmt.Sprintf("Live delivery latency against offered rate, %d connected devices", devs),
 			subtitle: sub,
 			xLabel:   "offered rate, % of qrtalkd's full rate", yLabel: "latency, ms (log scale)",
-			yLog: true, xFmt: func(v float64) string { return fmtTick(v) + "%" }, yFmt: fmtTick,
+			yLog: true, xFmt: func(v float64) string { return fmtTick(v) + "%" }, yFmt: fmtTick, note: note,
 			series: []series{
 				{label: "qrtalkd p99", col: colQrtalkd, marker: 0, pts: pick("qrtalkd", p99)},
 				{label: "qrtalkd p50", col: colQrtalkd, marker: 0, dashed: true, pts: pick("qrtalkd", p50)},
@@ -451,6 +466,7 @@ func drawChart(c chart) (image.Image, error) {
 
 	p.text(bold, c.title, left, 30, -1, colText)
 	p.text(small, c.subtitle, left, 52, -1, colNote)
+	p.text(small, c.note, left, 70, -1, colNote)
 	for _, v := range ya.minor {
 		y := ya.px(v)
 		p.segment(left, y, right, y, 1, colMinor)

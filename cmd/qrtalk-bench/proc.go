@@ -128,6 +128,7 @@ type Machine struct {
 	Kernel    string  `json:"kernel"`
 	Go        string  `json:"go"`
 	LoadAvg   string  `json:"load_average_at_start"`
+	LoadEnd   string  `json:"load_average_at_end,omitempty"`
 	OpenFiles string  `json:"open_files_limit"`
 }
 
@@ -151,12 +152,7 @@ func describeMachine() Machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		f := strings.Fields(string(b))
-		if len(f) >= 3 {
-			m.LoadAvg = strings.Join(f[:3], " ")
-		}
-	}
+	m.LoadAvg = loadAverage()
 	if b, err := os.ReadFile("/proc/self/limits"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(line, "Max open files") {
@@ -168,4 +164,17 @@ func describeMachine() Machine {
 		}
 	}
 	return m
+}
+
+// loadAverage is the machine's load average over 1, 5 and 15 minutes.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -334,6 +334,7 @@ func (b *bench) liveRun(ctx context.Context, n int, tmpls [][]byte, rate float64
 	}
 	if skipped > 0 {
 		notes = append(notes, fmt.Sprintf("%d sends skipped (over 8192 in flight)", skipped))
+		r.Extra = map[string]float64{"skipped": float64(skipped)}
 	}
 	r.Notes = joinNotes(append(notes, first.String())...)
 	return r
@@ -379,6 +380,9 @@ func (b *bench) relayLiveRun(ctx context.Context, n int, payload []byte, rate fl
 	waitUntil(func() bool { d, _ := tr.counts(); return d >= delivered.Load() }, 2*time.Second)
 	tr.lat.fill(r)
 	r.Notes = joinNotes(nonzero(skipped, "sends skipped (over 8192 in flight)"), first.String())
+	if skipped > 0 {
+		r.Extra = map[string]float64{"skipped": float64(skipped)}
+	}
 	return r
 }
 

@@ -33,12 +33,14 @@ type SweepPoint struct {
 	P999       float64 `json:"p999_ms"`
 	CPUPerUnit float64 `json:"server_cpu_us_per_unit"`
 	Errors     int64   `json:"errors"`
-	Row        string  `json:"row"` // the case of the table row it comes from (scenario a's, or the sweep's own)
+	Skipped    int64   `json:"skipped,omitempty"` // open loop: sends not started, over 8192 in flight
+	Row        string  `json:"row"`               // the case of the table row it comes from (scenario a's, or the sweep's own)
 }
 
 func pointOf(r *Result, x float64, devices int) SweepPoint {
 	return SweepPoint{System: r.System, X: x, Devices: devices, Offered: r.Offered, Rate: r.Rate,
-		P50: r.P50, P99: r.P99, P999: r.P999, CPUPerUnit: r.CPUPerUnit, Errors: r.Errors, Row: r.Scenario + ": " + r.Case}
+		P50: r.P50, P99: r.P99, P999: r.P999, CPUPerUnit: r.CPUPerUnit, Errors: r.Errors, Skipped: int64(r.Extra["skipped"]),
+		Row: r.Scenario + ": " + r.Case}
 }
 
 // liveCase is the name of a live-delivery row.
