@@ -3,17 +3,7 @@
 // done there, on WebCrypto; nothing here is a primitive.
 
 export * from '../proto/index.js';
-// Modules the index may not re-export yet; the same bindings either way.
-export * from '../proto/uri.js';
-export * from '../proto/cert.js';
-export * from '../proto/message.js';
-export * from '../proto/envelope.js';
-export * from '../proto/blob.js';
-export * from '../proto/channel.js';
-export * from '../proto/provision.js';
-import { constantTimeEqual } from '../proto/wire.js';
-import { ContactCard } from '../proto/uri.js';
-import { Fingerprint } from '../proto/fingerprint.js';
+import { constantTimeEqual, ContactCard, Fingerprint } from '../proto/index.js';
 
 /** concat joins byte strings. */
 export function concat(...parts) {
