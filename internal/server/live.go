@@ -59,9 +59,9 @@ type liveConn struct {
 	closeNote string          // the WebSocket close reason, set before done closes
 
 	mu       sync.Mutex
-	out      [][]byte // pushes waiting for the socket, sealed by the writer in order; nil while empty
-	writing  bool     // a writer goroutine runs
-	ending   bool     // done is closed: no new goroutine starts
+	out      []push // waiting for the socket, sealed by the writer in order; nil while empty
+	writing  bool   // a writer goroutine runs
+	ending   bool   // done is closed: no new goroutine starts
 	wg       sync.WaitGroup
 	acks     map[protocol.MessageID]chan struct{} // live deliveries awaiting their ack; nil while empty
 	inflight map[protocol.MessageID]bool          // queued messages pushed, awaiting their ack; nil while empty
@@ -124,9 +124,17 @@ func (c *liveConn) startWriterLocked() {
 	}()
 }
 
+// A push is one pushed frame's body: a type byte, then the payload (an
+// envelope, or nothing). The writer puts them together in a buffer of its
+// own, so that a push does not copy its envelope.
+type push struct {
+	typ     byte
+	payload []byte
+}
+
 // push queues a body for the socket without blocking; false if the
 // connection is closed or too far behind.
-func (c *liveConn) push(body []byte) bool {
+func (c *liveConn) push(body push) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.ending || len(c.out) >= liveOutbox {
@@ -147,7 +155,7 @@ func (c *liveConn) deliver(id protocol.MessageID, envelope []byte) (<-chan struc
 	}
 	c.acks[id] = ch
 	c.mu.Unlock()
-	if !c.push(pushBody(api.PushEnvelope, envelope)) {
+	if !c.push(push{api.PushEnvelope, envelope}) {
 		c.forget(id)
 		return nil, false
 	}
@@ -159,13 +167,6 @@ func (c *liveConn) forget(id protocol.MessageID) {
 	c.mu.Lock()
 	delete(c.acks, id)
 	c.mu.Unlock()
-}
-
-func pushBody(typ byte, payload []byte) []byte {
-	b := make([]byte, 1+len(payload))
-	b[0] = typ
-	copy(b[1:], payload)
-	return b
 }
 
 // handleLive serves a device's live channel over WebSocket. The first
@@ -236,7 +237,7 @@ func (s *Server) runLive(c *liveConn, ws *websocket.Conn, nc *liveNetConn, lifet
 	defer end.Stop()
 	var ping *time.Timer
 	ping = time.AfterFunc(s.opts.PingInterval, func() {
-		if c.push([]byte{api.PushPing}) {
+		if c.push(push{typ: api.PushPing}) {
 			ping.Reset(s.opts.PingInterval)
 		}
 	})
@@ -276,7 +277,7 @@ func (c *liveConn) write() {
 		if ending {
 			// Pushes still waiting are dropped: live ones are queued by
 			// their sender when no ack comes, queued ones stay queued.
-			c.send([][]byte{{api.PushClosing}})
+			c.send([]push{{typ: api.PushClosing}})
 			c.ws.Close(websocket.StatusNormalClosure, c.note())
 			c.ws.CloseNow()
 			return // writing stays set: nothing is written any more
@@ -297,7 +298,7 @@ func (c *liveConn) note() string {
 
 // send seals and writes bodies, coalesced into one write to the
 // connection.
-func (c *liveConn) send(bodies [][]byte) bool {
+func (c *liveConn) send(bodies []push) bool {
 	wctx, cancel := context.WithTimeout(context.Background(), liveWriteTimeout)
 	defer cancel()
 	// Corked even for one body: the library writes a frame's header and
@@ -306,8 +307,10 @@ func (c *liveConn) send(bodies [][]byte) bool {
 		c.net.cork()
 	}
 	ok := true
-	for _, body := range bodies {
-		if c.ws.Write(wctx, websocket.MessageBinary, c.sess.SealPush(body)) != nil {
+	var scratch []byte
+	for _, p := range bodies {
+		scratch = append(append(scratch[:0], p.typ), p.payload...)
+		if c.ws.Write(wctx, websocket.MessageBinary, c.sess.SealPush(scratch)) != nil {
 			ok = false
 			break
 		}
@@ -439,7 +442,7 @@ func (c *liveConn) pump() {
 				c.inflight = map[protocol.MessageID]bool{}
 			}
 			c.inflight[m.ID] = true
-			c.out = append(c.out, pushBody(api.PushEnvelope, m.Envelope))
+			c.out = append(c.out, push{api.PushEnvelope, m.Envelope})
 			c.startWriterLocked()
 		}
 		if len(msgs) == drainBatch || c.rescan {
@@ -448,7 +451,7 @@ func (c *liveConn) pump() {
 		}
 		if !c.drained {
 			c.drained = true
-			c.out = append(c.out, []byte{api.PushDrained})
+			c.out = append(c.out, push{typ: api.PushDrained})
 			c.startWriterLocked()
 		}
 		c.pumping = false
