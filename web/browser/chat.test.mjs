@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, newUser, openApp, stopAll, waitFor, phone, desktop, TEST_TIMEOUT,
-  joinWithInvite, myCode, addContact, goTo, openChat, send, message, messages, messageID, storedMessage, nav,
+  joinWithInvite, myCode, addContact, addContactByPhoto, goTo, openChat, send, message, messages, messageID, storedMessage, nav,
 } from './harness.mjs';
 
 let server, browser, alice, bob;
@@ -40,10 +40,12 @@ test('two browser users join, verify each other by QR payload, and a 10-second m
   assert.notEqual(aliceCode.user, bobCode.user, 'two users, two IDs');
   assert.match(aliceCode.fingerprintNumeric, /^(\d{5} ){7}\d{5}$/, "alice's fingerprint digits");
 
-  // Each adds the other from the contact code their QR code carries: that
-  // verifies the key the server gives against the code.
+  // Each adds the other from what their QR code carries, which verifies
+  // the key the server gives against the code: alice pastes bob's contact
+  // code; bob's browser decodes a picture of the QR code alice's shows.
   await addContact(alice.page, bobCode.contactCode, 'Bob');
-  await addContact(bob.page, aliceCode.contactCode, 'Alice');
+  const scanned = await addContactByPhoto(bob.page, aliceCode.qrPNG, 'Alice');
+  assert.equal(scanned, aliceCode.contactCode, "the payload of alice's QR code is her contact code");
   for (const [u, peer] of [[alice, 'Bob'], [bob, 'Alice']]) {
     const chat = await openChat(u.page, peer);
     await chat.getByText('✔ verified').waitFor();

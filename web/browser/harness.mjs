@@ -437,6 +437,26 @@ export async function addContact(page, code, name) {
 }
 
 /**
+ * Adds a contact by scanning their QR code from a photo (PNG bytes) in the
+ * app's scan dialog, which decodes it in the browser. Ends in the chat.
+ */
+export async function addContactByPhoto(page, png, name) {
+  await goTo(page, 'Contacts');
+  await page.getByRole('button', { name: 'Add contact' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Add a contact' });
+  await dialog.getByRole('button', { name: 'Scan their QR code' }).click();
+  const scan = page.getByRole('dialog', { name: /Scan a contact/ });
+  await scan.getByLabel(/Choose a photo of the contact QR code/).setInputFiles({ name: 'photo.png', mimeType: 'image/png', buffer: png });
+  await outcome('decoding the photo', () => scan.count().then((n) => n === 0), scan.getByRole('alert'));
+  const code = await dialog.getByLabel('Contact code or user ID').inputValue();
+  await dialog.getByLabel('Name', { exact: true }).fill(name);
+  await dialog.getByRole('button', { name: 'Add contact' }).click();
+  await outcome(`adding ${name}`, () => dialog.count().then((n) => n === 0), dialog.getByRole('alert'));
+  await conversation(page, name).waitFor();
+  return code;
+}
+
+/**
  * Waits until done() holds, failing at once with the app's own words when
  * the alert shows instead (a form's error), so that a failure says why.
  */
