@@ -100,6 +100,7 @@ const screens = {
 
 let cleanup = null;
 let routeSeq = 0;
+let firstRoute = true;
 
 function parseRoute() {
   const parts = location.hash.replace(/^#\/?/, '').split('/');
@@ -147,7 +148,15 @@ async function route() {
       // alive(): false once the user went to another screen.
       alive: () => seq === routeSeq,
     };
+    // Focus goes to the content, so that a screen reader starts there (a
+    // screen may then focus a field of its own).
+    if (!firstRoute) main.focus({ preventScroll: true });
+    firstRoute = false;
     const done = await mod.render(ctx);
+    if (seq === routeSeq) {
+      const heading = main.querySelector('.conv-head h2') || main.querySelector('h1');
+      document.title = heading && heading.textContent !== 'QRTalk' ? `${heading.textContent} – QRTalk` : 'QRTalk';
+    }
     const off = () => {
       for (const [t, f] of listeners) app.acc?.removeEventListener(t, f);
       if (typeof done === 'function') done();
