@@ -124,6 +124,32 @@ func mutateString(r *rand.Rand, s string) string {
 	return s
 }
 
+// mutatePEM returns a random variation of a PEM block: white space, text
+// and other blocks around it, headers, changes inside.
+func mutatePEM(r *rand.Rand, pem string) string {
+	lines := strings.SplitAfter(pem, "\n")
+	switch r.IntN(8) {
+	case 0:
+		return []string{" ", "\n", "\t", "x", "\r\n", "\u00a0"}[r.IntN(6)] + pem
+	case 1:
+		return pem + []string{" ", "\n", "\t", "x", "\r\n", "\u00a0", "-----END X-----\n"}[r.IntN(7)]
+	case 2:
+		return pem + pem
+	case 3:
+		return strings.Replace(pem, "-----\n", "-----\nProc-Type: 4,ENCRYPTED\n\n", 1)
+	case 4:
+		return strings.ReplaceAll(pem, "\n", "\r\n")
+	case 5:
+		i := r.IntN(len(lines))
+		lines[i] = strings.TrimSuffix(lines[i], "\n") + []string{" ", "\t", "=", "A", ""}[r.IntN(5)] + "\n"
+		return strings.Join(lines, "")
+	case 6:
+		i := r.IntN(len(lines))
+		return strings.Join(append(lines[:i:i], lines[i+1:]...), "")
+	}
+	return mutateString(r, pem)
+}
+
 type checkCase struct {
 	kind string
 	args map[string]any
@@ -144,7 +170,14 @@ func TestInteropDifferential(t *testing.T) {
 	env, _ := protocol.Seal(&protocol.Message{ContentType: "text/plain", Body: []byte("hi")}, protocol.Sender{User: p.alice, Device: p.alicePhone, Identity: p.aliceID},
 		[]protocol.DeviceRecipient{{User: p.bob, Device: p.bobPhone, Key: p.bobEnc.Public()}, {User: p.alice, Device: p.aliceLaptop, Key: p.laptopEnc.Public()}},
 		protocol.SealOptions{Sent: now, TTL: time.Minute})
-	_, setup, _ := protocol.NewClientSession(protocol.ChannelDevice{User: p.alice, Device: p.alicePhone, AuthKey: p.aliceAuth}, p.server.Public(), now)
+	cs, setup, _ := protocol.NewClientSession(protocol.ChannelDevice{User: p.alice, Device: p.alicePhone, AuthKey: p.aliceAuth}, p.server.Public(), now)
+	parsedSetup, _ := protocol.ParseChannelSetup(setup)
+	_, confirm, _ := protocol.AcceptSession(parsedSetup, p.server, p.aliceAuth.Public(), &protocol.MemoryReplayCache{}, 0, now)
+	if err := cs.Confirm(confirm, now); err != nil {
+		t.Fatal(err)
+	}
+	cs.SealRequest("POST", "/v1/send", []byte("first"))
+	request, _, _ := cs.SealRequest("POST", "/v1/send", []byte("second request"))
 	blobKey := protocol.NewBlobKey()
 	var blob bytes.Buffer
 	w, _ := protocol.EncryptBlob(&blob, blobKey)
@@ -264,6 +297,39 @@ func TestInteropDifferential(t *testing.T) {
 			})
 			return c
 		}},
+		"public_key_pem": {150, func(r *rand.Rand) checkCase {
+			return textCase("public_key_pem", mutatePEM(r, string(p.bobID.Public().PEM())), func(s string) (string, error) {
+				k, err := protocol.ParsePublicKeyPEM([]byte(s))
+				if err != nil {
+					return "", err
+				}
+				return b64(k.Bytes()), nil
+			})
+		}},
+		"private_key_pem": {60, func(r *rand.Rand) checkCase {
+			return textCase("private_key_pem", mutatePEM(r, string(p.bobID.PEM())), func(s string) (string, error) {
+				k, err := protocol.ParsePrivateKeyPEM([]byte(s))
+				if err != nil {
+					return "", err
+				}
+				return b64(k.Public().Bytes()), nil
+			})
+		}},
+		"frame": {100, func(r *rand.Rand) checkCase {
+			extra := map[string]any{"setup": setup, "key": p.server.Bytes(), "identity": pub(p.aliceAuth), "now_ms": ms, "method": "POST", "path": "/v1/send"}
+			return bytesCase("frame", mutateBytes(r, request), extra, func(d []byte) (string, error) {
+				s, _ := protocol.ParseChannelSetup(setup)
+				ss, _, err := protocol.AcceptSession(s, p.server, p.aliceAuth.Public(), &protocol.MemoryReplayCache{}, 0, time.UnixMilli(ms))
+				if err != nil {
+					return "", err
+				}
+				body, ctr, err := ss.OpenRequest("POST", "/v1/send", d, time.UnixMilli(ms))
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%d/%s", ctr, b64(body)), nil
+			})
+		}},
 		"contact": {250, func(r *rand.Rand) checkCase {
 			return textCase("contact", mutateString(r, card.URI()), func(s string) (string, error) {
 				c, err := protocol.ParseContactCard(s)
@@ -303,7 +369,7 @@ func TestInteropDifferential(t *testing.T) {
 			})
 		}},
 	}
-	for _, kind := range []string{"public_key", "private_key", "cert", "revocation", "envelope", "setup", "blob", "link_request", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
+	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "cert", "revocation", "envelope", "setup", "blob", "link_request", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
 		t.Run(kind, func(t *testing.T) {
 			js := js.with(t)
 			s := seeds[kind]
@@ -322,7 +388,7 @@ func TestInteropDifferential(t *testing.T) {
 				codes[want]++
 				if got.Code != want || (want == "" && got.Result != goResult) {
 					failures++
-					t.Errorf("%s: Go %q %q, JavaScript %q %q", c.what, want, goResult, got.Code, got.Result)
+					t.Errorf("%.400s: Go %q %.80q, JavaScript %q %.80q", c.what, want, goResult, got.Code, got.Result)
 				}
 				if want == "" {
 					accepted++

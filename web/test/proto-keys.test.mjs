@@ -66,7 +66,10 @@ test("public keys: PEM", async () => {
   const pub = pubs["bob-identity"];
   const pem = pub.pem();
   assert.ok(proto.parsePublicKeyPEM(pem).equal(pub));
-  assert.ok(proto.parsePublicKeyPEM(`\n  ${pem}\n\n`).equal(pub));
+  assert.ok(proto.parsePublicKeyPEM(`\n \u00a0\n${pem}\n\u3000`).equal(pub));
+  assert.ok(proto.parsePublicKeyPEM(pem.replace(/\n/g, " \r\n")).equal(pub), "trailing spaces and CRs on lines");
+  await rejectsWith("malformed", () => proto.parsePublicKeyPEM(" " + pem), "the BEGIN line must start a line");
+  await rejectsWith("malformed", () => proto.parsePublicKeyPEM(pem.replace("-----END PUBLIC KEY-----", "-----END PUBLIC KEY-----x")), "text after END on its line");
   assert.ok(proto.parsePublicKeyPEM(new TextEncoder().encode(pem)).equal(pub));
   await rejectsWith("malformed", () => proto.parsePublicKeyPEM("x" + pem), "data before");
   await rejectsWith("malformed", () => proto.parsePublicKeyPEM(pem + "x"), "data after");

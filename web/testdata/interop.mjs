@@ -167,6 +167,14 @@ const checks = {
     return session.id;
   },
   blob: async (r) => enc(await proto.decryptBlob(b64(r.data), b64(r.key))),
+  public_key_pem: (r) => proto.parsePublicKeyPEM(r.text).bytes(),
+  private_key_pem: async (r) => (await proto.parsePrivateKeyPEM(r.text)).public().bytes(),
+  frame: async (r) => {
+    const setup = proto.parseChannelSetup(b64(r.setup));
+    const { session } = await proto.acceptSession(setup, await priv(r.key), pub(r.identity), new proto.MemoryReplayCache(), 0, r.now_ms);
+    const { body, counter } = await session.openRequest(r.method, r.path, b64(r.data), r.now_ms);
+    return `${counter}/${enc(body)}`;
+  },
   link_request: async (r) => {
     const req = await proto.openLinkRequest(proto.parseLinkCode(r.text), b64(r.data));
     return req.device;

@@ -10,7 +10,7 @@
 // (wrap), as needed; a PrivateKey holds a CryptoKey for each use it has.
 
 import { fail } from "./errors.js";
-import { checkBytes, concat, constantTimeEqual, fromBase64, fromBase64URL, fromHex, Reader, toBase64, utf8 } from "./wire.js";
+import { checkBytes, concat, constantTimeEqual, decodeBase64Loose, fromBase64URL, fromHex, Reader, toBase64, utf8 } from "./wire.js";
 import { subtle } from "./primitives.js";
 
 export const KEY_BITS = 3072;
@@ -87,25 +87,41 @@ function checkPublicNumbers(n, e) {
 
 // --------------------------------------------------------------- PEM (§5.1)
 
-const WS = /^[\t\n\v\f\r \u0085\u00a0]*$/;
+// Unicode White_Space: what may surround a PEM block.
+const WHITE_SPACE = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$/;
 
+// decodePEM returns the contents of the one PEM block of type in text, by
+// the rules of §5.1: exactly one block, without headers, whose BEGIN line
+// starts the input or a line, with nothing but white space around it. The
+// lines of the block are those of RFC 7468 as Go's encoding/pem reads them:
+// trailing spaces, tabs and CRs ignored, base64 with any spaces, tabs and
+// line breaks, its unused bits ignored.
 function decodePEM(text, type, maxDER) {
   if (typeof text !== "string") text = new TextDecoder().decode(checkBytes(text, "PEM"));
-  if (utf8(text).length > 2 * maxDER) fail("too_large", `PEM input is ${utf8(text).length} bytes`);
-  const begin = `-----BEGIN ${type}-----`;
-  const end = `-----END ${type}-----`;
-  const first = text.indexOf("-----BEGIN");
-  if (first < 0) fail("malformed", "no PEM block found");
-  if (text.indexOf("-----BEGIN", first + 1) >= 0) fail("malformed", "more than one PEM block");
-  if (!WS.test(text.slice(0, first))) fail("malformed", "data before the PEM block");
-  if (!text.startsWith(begin, first)) fail("malformed", `PEM block is not of type ${type}`);
-  const stop = text.indexOf(end, first);
-  if (stop < 0) fail("malformed", "PEM block is not terminated");
-  if (!WS.test(text.slice(stop + end.length))) fail("malformed", "data after the PEM block");
-  const body = text.slice(first + begin.length, stop);
-  if (!/^\r?\n/.test(body) || !/\n$/.test(body)) fail("malformed", "PEM block lines");
-  if (body.includes(":")) fail("malformed", "PEM block has headers");
-  return fromBase64(body.replace(/[\r\n\t ]/g, ""), "PEM block");
+  const size = utf8(text).length;
+  if (size > 2 * maxDER) fail("too_large", `PEM input is ${size} bytes`);
+  const bad = (why) => fail("malformed", `PEM: ${why}`);
+  const first = text.startsWith("-----BEGIN ") ? 0 : text.indexOf("\n-----BEGIN ") + 1;
+  if (first === 0 && !text.startsWith("-----BEGIN ")) bad("no PEM block found");
+  if (text.indexOf("-----BEGIN") !== first || text.indexOf("-----BEGIN", first + 1) >= 0) bad("data around the PEM block");
+  if (!WHITE_SPACE.test(text.slice(0, first))) bad("data before the PEM block");
+  const lineEnd = (i) => (text.indexOf("\n", i) < 0 ? text.length : text.indexOf("\n", i));
+  const trimLine = (l) => l.replace(/[ \t\r]+$/, "");
+  const typeEnd = lineEnd(first);
+  const typeLine = trimLine(text.slice(first, typeEnd));
+  if (typeEnd === text.length || !typeLine.endsWith("-----")) bad("no PEM block found");
+  if (typeLine !== `-----BEGIN ${type}-----`) bad(`block is not of type ${type}`);
+  const body = typeEnd + 1;
+  const end = text.startsWith("-----END ", body) ? body : text.indexOf("\n-----END ", body) + 1;
+  if (end === 0 && !text.startsWith("-----END ", body)) bad("block is not terminated");
+  const data = text.slice(body, Math.max(body, end - 1));
+  if (data.includes(":")) bad("block has headers");
+  const endLineEnd = lineEnd(end);
+  if (trimLine(text.slice(end, endLineEnd)) !== `-----END ${type}-----`) bad("block is not terminated");
+  if (!WHITE_SPACE.test(text.slice(endLineEnd + 1))) bad("data after the PEM block");
+  const der = decodeBase64Loose(data.replace(/[ \t\r\n]/g, ""));
+  if (der === null) bad("block is not base64");
+  return der;
 }
 
 function encodePEM(type, der) {

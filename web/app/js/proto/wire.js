@@ -109,8 +109,9 @@ function encode64(b, alphabet, pad) {
   return s;
 }
 
-// decode64 decodes canonical base64 (unused bits zero); null if s is not.
-function decode64(s, alphabet, pad) {
+// decode64 decodes base64, canonical (unused bits zero) unless loose; null
+// if s is not base64.
+function decode64(s, alphabet, pad, loose = false) {
   if (typeof s !== "string") return null;
   if (pad) {
     if (s.length % 4 !== 0) return null;
@@ -132,7 +133,7 @@ function decode64(s, alphabet, pad) {
       out[n++] = (acc >> bits) & 0xff;
     }
   }
-  if ((acc & ((1 << bits) - 1)) !== 0) return null; // unused bits must be zero
+  if (!loose && (acc & ((1 << bits) - 1)) !== 0) return null; // unused bits must be zero
   return out;
 }
 
@@ -144,6 +145,8 @@ export function fromBase64(s, what = "base64") {
   if (b === null) fail("malformed", `${what} is not canonical base64`);
   return b;
 }
+/** Decodes padded standard base64 ignoring the unused bits, as PEM readers do; null if s is not base64. */
+export const decodeBase64Loose = (s) => decode64(s, B64, true, true);
 /** Unpadded base64url (RFC 4648 §5). */
 export const toBase64URL = (b) => encode64(b, B64URL, false);
 /** Decodes canonical unpadded base64url; malformed otherwise. */
