@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"image/color"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,6 +195,12 @@ func TestFlags(t *testing.T) {
 		{"--idle", "50000"},
 		{"--storm", "tepid"},
 		{"--blob-size", "ten"},
+		{"--scenario", "g", "--postgres", "postgres://postgres@10.0.0.1:5432/test"},
+		{"--scenario", "g", "--postgres", "mysql://127.0.0.1/test"},
+		{"--scenario", "g", "--server", "https://127.0.0.1:8443", "--fingerprint", "x"},
+		{"--sweep-rates", "0"},
+		{"--sweep-rates", "300"},
+		{"--g-group", "3000"},
 	} {
 		if _, err := parseFlags(args, &errb); err == nil {
 			t.Errorf("%q: accepted", args)
@@ -211,5 +219,69 @@ func TestFlags(t *testing.T) {
 		if args[0] == "--scenario" && (strings.Join(s.Scenarios, ",") != "e,a" || s.BlobSize != 512<<10) {
 			t.Errorf("%q: scenarios %v, blob size %d", args, s.Scenarios, s.BlobSize)
 		}
+	}
+}
+
+// TestPlotsFromJSON draws the plots of a saved report (no server): both
+// files, the right size, each series' colour on them.
+func TestPlotsFromJSON(t *testing.T) {
+	dir := t.TempDir()
+	rep := &Report{Tool: "qrtalk-bench", Started: time.Date(2026, 11, 26, 10, 45, 0, 0, time.UTC),
+		Machine:  Machine{CPUs: 2, CPUModel: "test", LoadAvg: "1.00 1.00 1.00", LoadEnd: "2.00 1.00 1.00"},
+		Settings: Settings{MessageSize: 1024, Concurrency: 64}}
+	dev := Sweep{Name: "devices", Title: "t", X: "x"}
+	for i, n := range []int{100, 300, 1000, 3000} {
+		dev.Points = append(dev.Points, SweepPoint{System: "qrtalkd", X: float64(n), Devices: n, Rate: 5000 + 100*float64(i), P99: 20},
+			SweepPoint{System: "relay", X: float64(n), Devices: n, Rate: 10000 - 200*float64(i), P99: 10})
+	}
+	rate := Sweep{Name: "rate", Title: "t", X: "x"}
+	for _, pct := range []float64{25, 50, 75, 100} {
+		rate.Points = append(rate.Points, SweepPoint{System: "qrtalkd", X: pct, Devices: 1000, Offered: pct * 50, Rate: pct * 50, P50: 0.5 * pct, P99: 3 * pct},
+			SweepPoint{System: "relay", X: pct, Devices: 1000, Offered: pct * 50, Rate: pct * 50, P50: 0.3, P99: 0.1 * pct, Skipped: 7})
+	}
+	rep.Sweeps = []Sweep{dev, rate}
+	path := filepath.Join(dir, "r.json")
+	if err := writeJSON(path, rep); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"--from-json", path, "--plot", filepath.Join(dir, "p")}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	for _, name := range []string{"throughput-vs-devices.png", "latency-vs-offered-rate.png"} {
+		f, err := os.Open(filepath.Join(dir, "p", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if b := img.Bounds(); b.Dx() != plotW || b.Dy() != plotH {
+			t.Errorf("%s: %v", name, b)
+		}
+		seen := map[color.RGBA]int{}
+		for y := 0; y < plotH; y++ {
+			for x := 0; x < plotW; x++ {
+				r, g, b, a := img.At(x, y).RGBA()
+				seen[color.RGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), uint8(a >> 8)}]++
+			}
+		}
+		for _, c := range []color.RGBA{colQrtalkd, colRelay} {
+			if seen[c] < 200 {
+				t.Errorf("%s: %d pixels of %v", name, seen[c], c)
+			}
+		}
+	}
+	if !strings.Contains(out.String(), "latency-vs-offered-rate.png") {
+		t.Errorf("output: %s", out.String())
+	}
+	// A report without sweeps has nothing to plot, and says so.
+	rep.Sweeps = nil
+	writeJSON(path, rep)
+	errb.Reset()
+	if code := run(context.Background(), []string{"--from-json", path, "--plot", filepath.Join(dir, "q")}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "no sweeps") {
+		t.Errorf("no sweeps: exit %d: %s", code, errb.String())
 	}
 }

@@ -323,15 +323,25 @@ func (p *painter) fill(pts [][2]float64, col color.Color) {
 	if len(pts) < 3 {
 		return
 	}
-	b := p.img.Bounds()
-	p.ras.Reset(b.Dx(), b.Dy())
-	p.ras.DrawOp = draw.Over
-	p.ras.MoveTo(float32(pts[0][0]), float32(pts[0][1]))
+	// The rasterizer covers the shape's bounding box only: its cost is
+	// that of the area it covers.
+	x0, y0, x1, y1 := pts[0][0], pts[0][1], pts[0][0], pts[0][1]
 	for _, q := range pts[1:] {
-		p.ras.LineTo(float32(q[0]), float32(q[1]))
+		x0, y0, x1, y1 = math.Min(x0, q[0]), math.Min(y0, q[1]), math.Max(x1, q[0]), math.Max(y1, q[1])
+	}
+	box := image.Rect(int(math.Floor(x0)), int(math.Floor(y0)), int(math.Ceil(x1))+1, int(math.Ceil(y1))+1).Intersect(p.img.Bounds())
+	if box.Empty() {
+		return
+	}
+	p.ras.Reset(box.Dx(), box.Dy())
+	p.ras.DrawOp = draw.Over
+	ox, oy := float64(box.Min.X), float64(box.Min.Y)
+	p.ras.MoveTo(float32(pts[0][0]-ox), float32(pts[0][1]-oy))
+	for _, q := range pts[1:] {
+		p.ras.LineTo(float32(q[0]-ox), float32(q[1]-oy))
 	}
 	p.ras.ClosePath()
-	p.ras.Draw(p.img, b, image.NewUniform(col), image.Point{})
+	p.ras.Draw(p.img, box, image.NewUniform(col), image.Point{})
 }
 
 // segment strokes a straight line w pixels wide.
