@@ -9,7 +9,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { Server, missing, waitFor } from './client-harness.mjs';
+import { Server, missing, waitFor, storeChecks } from './client-harness.mjs';
 import { Account, MemoryStore } from '../app/js/client/index.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -55,6 +55,15 @@ test('the SDK in Chromium: IndexedDB, WebSocket, uploads, reload', { skip: why ?
   };
   await open();
   const invite = await srv.invite(1);
+
+  await t.test('the IndexedDB store passes the store checks', async () => {
+    const result = await page.evaluate(`(async () => {
+      const { openIDBStore } = await import('/js/client/idb.js');
+      const store = await openIDBStore('qrtalk-store-checks');
+      try { return await (${storeChecks.toString()})(store); } finally { store.close(); }
+    })()`);
+    assert.equal(result, 'ok');
+  });
 
   const me = await page.evaluate(async (invite) => {
     const { sdk, store } = window.t;

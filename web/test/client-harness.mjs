@@ -183,3 +183,73 @@ export function nextEvent(target, type, pred = () => true, ms = 20_000) {
     target.addEventListener(type, on);
   });
 }
+
+/**
+ * storeChecks runs the same checks on any store of the interface of
+ * store.js (memory.js in Node, idb.js in Chromium), and throws on the first
+ * that fails. Self-contained (no imports, no closures): the browser test
+ * sends its source to the page.
+ */
+export async function storeChecks(store) {
+  const fail = (what, got, want) => { throw new Error(`store: ${what}: got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`); };
+  const eq = (what, got, want) => { if (JSON.stringify(got) !== JSON.stringify(want)) fail(what, got, want); };
+  const id = (c) => c.repeat(32);
+  const msg = (i, conversation, sent, expires) => ({ id: id(i), conversation, outgoing: false, envelope: Uint8Array.of(1, 3, 9), sent, expires, state: '' });
+  await store.clear();
+  eq('no account', await store.getAccount(), null);
+  const key = await crypto.subtle.generateKey({ name: 'AES-GCM', length: 256 }, false, ['encrypt']);
+  await store.putAccount({ version: 1, user: 'u', key, cert: Uint8Array.of(5) });
+  const acc = await store.getAccount();
+  if (!(acc.key instanceof CryptoKey) || acc.key.extractable !== false) fail('a stored CryptoKey', String(acc.key), 'a non-extractable CryptoKey');
+  eq('bytes kept', [...acc.cert], [5]);
+
+  await store.putContact({ user: 'u1', name: 'bob', identity: Uint8Array.of(1), verified: false, pending: null, added: 1 });
+  await store.putContact({ user: 'u2', name: 'carol', identity: Uint8Array.of(2), verified: true, pending: null, added: 2 });
+  eq('contact', (await store.getContact('u1')).name, 'bob');
+  const c = await store.getContact('u1');
+  c.verified = true;
+  eq('records are copies', (await store.getContact('u1')).verified, false);
+  await store.deleteContact('u2');
+  eq('contacts', (await store.listContacts()).map((x) => x.user), ['u1']);
+  eq('no contact', await store.getContact('u2'), null);
+
+  await store.putGroup({ id: id('a'), name: 'team', members: ['u1', 'u'], version: 1 });
+  await store.putGroup({ id: id('a'), name: 'team', members: ['u'], version: 2 });
+  eq('group replaced', (await store.getGroup(id('a'))).version, 2);
+  eq('groups', (await store.listGroups()).length, 1);
+
+  eq('added', await store.addMessage(msg('b', 'u:x', 2000, 10_000)), true);
+  eq('added', await store.addMessage(msg('a', 'u:x', 1000, 5_000)), true);
+  eq('a second copy is refused', await store.addMessage(msg('a', 'u:x', 1000, 99_000)), false);
+  await store.addMessage(msg('c', 'u:y', 1500, 7_000));
+  eq('in send order', (await store.listMessages('u:x')).map((m) => m.sent), [1000, 2000]);
+  eq('the first copy stays', (await store.getMessage(id('a'))).expires, 5_000);
+  eq('conversations', (await store.listConversations()).sort(), ['u:x', 'u:y']);
+  await store.setMessageState(id('b'), 'read');
+  eq('state', (await store.getMessage(id('b'))).state, 'read');
+  eq('envelope bytes', [...(await store.getMessage(id('b'))).envelope], [1, 3, 9]);
+
+  await store.putBlob(id('a'), id('f'), Uint8Array.of(7), 5_000);
+  eq('blob', [...(await store.getBlob(id('a'), id('f')))], [7]);
+  eq('no blob', await store.getBlob(id('a'), id('e')), null);
+  await store.addSeen(id('a'), 5_000);
+  eq('seen', await store.hasSeen(id('a')), true);
+  eq('not seen', await store.hasSeen(id('d')), false);
+
+  eq('next expiry', await store.nextExpiry(), 5_000);
+  eq('nothing expired yet', await store.deleteExpired(4_999), []);
+  eq('expired', await store.deleteExpired(5_000), [id('a')]);
+  eq('the message is gone', await store.getMessage(id('a')), null);
+  eq('its attachment is gone', await store.getBlob(id('a'), id('f')), null);
+  eq('its seen entry is gone', await store.hasSeen(id('a')), false);
+  eq('next expiry after', await store.nextExpiry(), 7_000);
+  eq('the rest', (await store.deleteExpired(20_000)).sort(), [id('b'), id('c')]);
+  eq('empty', await store.nextExpiry(), null);
+  eq('no conversations', await store.listConversations(), []);
+
+  await store.clear();
+  eq('cleared account', await store.getAccount(), null);
+  eq('cleared contacts', await store.listContacts(), []);
+  eq('cleared groups', await store.listGroups(), []);
+  return 'ok';
+}

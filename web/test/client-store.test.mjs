@@ -6,12 +6,17 @@ import assert from 'node:assert/strict';
 import { MemoryStore } from '../app/js/client/memory.js';
 import { checkStore } from '../app/js/client/store.js';
 import { checkTTL, sanitizeName } from '../app/js/client/account.js';
+import { storeChecks } from './client-harness.mjs';
 
 const msg = (id, conversation, sent, expires) => ({ id, conversation, outgoing: false, envelope: Uint8Array.of(1, 3, 9), sent, expires, state: '' });
 
 test('memory store implements the store interface', () => {
   checkStore(new MemoryStore());
   assert.throws(() => checkStore({ getAccount() {} }), /not a QRTalk store/);
+});
+
+test('the memory store passes the store checks (idb.js passes them in client-browser.test.mjs)', async () => {
+  assert.equal(await storeChecks(new MemoryStore()), 'ok');
 });
 
 test('messages are kept once, listed in order, and deleted with their blobs at expiry', async () => {
