@@ -237,7 +237,11 @@ func (s *Server) runLive(c *liveConn, ws *websocket.Conn, nc *liveNetConn, lifet
 	defer end.Stop()
 	var ping *time.Timer
 	ping = time.AfterFunc(s.opts.PingInterval, func() {
-		if c.push(push{typ: api.PushPing}) {
+		// A full outbox skips this ping, not the next ones.
+		c.push(push{typ: api.PushPing})
+		select {
+		case <-c.done:
+		default:
 			ping.Reset(s.opts.PingInterval)
 		}
 	})
