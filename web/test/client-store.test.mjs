@@ -5,7 +5,7 @@ import test from 'node:test';
 import assert from 'node:assert/strict';
 import { MemoryStore } from '../app/js/client/memory.js';
 import { checkStore } from '../app/js/client/store.js';
-import { checkTTL, sanitizeName } from '../app/js/client/account.js';
+import { Account, checkTTL, sanitizeName } from '../app/js/client/account.js';
 import { storeChecks } from './client-harness.mjs';
 
 const msg = (id, conversation, sent, expires) => ({ id, conversation, outgoing: false, envelope: Uint8Array.of(1, 3, 9), sent, expires, state: '' });
@@ -57,4 +57,12 @@ test('TTL must be whole seconds from 1 s to 7 days', () => {
 test('names are one printable line', () => {
   assert.equal(sanitizeName('  bob\n\u0007 '), 'bob');
   assert.equal(sanitizeName('a\tb'), 'ab');
+});
+
+test('a text that is not an invite or a link code is refused before any request', async () => {
+  const noFetch = () => { throw new Error('no request may be made'); };
+  for (const text of ['hello', 'qrtalk:invite?v=2&s=https://x&sfp=a&t=b', 'qrtalk:contact?v=1']) {
+    await assert.rejects(Account.join(new MemoryStore(), text, { fetch: noFetch }), (e) => e.code === 'malformed', text);
+  }
+  await assert.rejects(Account.joinLink(new MemoryStore(), 'qrtalk:link?v=1&s=https://x', { fetch: noFetch }), (e) => e.code === 'malformed');
 });

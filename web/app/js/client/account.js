@@ -88,7 +88,12 @@ export class Account extends EventTarget {
    */
   static async join(store, invite, { server, now = Date.now, fetch = globalThis.fetch } = {}) {
     checkStore(store);
-    const inv = await P.parseInvite(String(invite).trim());
+    let inv;
+    try {
+      inv = P.parseInvite(String(invite ?? '').trim());
+    } catch (e) {
+      throw new ClientError('malformed', `reading the invite: ${e.message}`, e);
+    }
     if (await store.getAccount()) throw new ClientError('exists', 'this browser already holds an account');
     const url = server ? serverURL(server) : inv.server;
     const { info, serverKey } = await fetchInfo(url, inv.serverFP, fetch);
