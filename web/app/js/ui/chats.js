@@ -6,6 +6,7 @@
 import { h, replace, field, alertBox, openDialog, toast, uid } from './dom.js';
 import { TTL_PRESETS, MIN_TTL, MAX_TTL, countdown, countdownWords, formatSize, formatTime, errorText } from './format.js';
 import { trustBadge, acceptKeyChangeDialog, addContactDialog } from './contacts.js';
+import { showUnreadInTitle } from './main.js';
 
 const TTL_KEY = 'qrtalk-ttl';
 
@@ -60,6 +61,9 @@ function preview(last) {
 async function drawList(acc, list, current, ctx) {
   const convs = await acc.conversations();
   if (!ctx.alive()) return;
+  // Most recent first; conversations without messages after, by name.
+  const when = (c) => (typeof c.last === 'number' ? c.last : c.last?.sent ?? 0);
+  convs.sort((a, b) => when(b) - when(a) || String(a.name).localeCompare(String(b.name)));
   if (!convs.length) {
     replace(list, h('li', { class: 'empty' },
       h('p', { text: 'No chats yet.' }),
@@ -73,7 +77,8 @@ async function drawList(acc, list, current, ctx) {
       h('span', { class: 'conv-name', text: c.name }),
       c.kind === 'group' ? h('span', { class: 'badge group', text: 'group' }) : null,
       when ? h('span', { class: 'conv-time', text: formatTime(when) }) : null,
-      h('span', { class: 'conv-preview', text: preview(last) }));
+      h('span', { class: 'conv-preview', text: preview(last) }),
+      ctx.app.unread.get(c.key) ? h('span', { class: 'unread', text: `${ctx.app.unread.get(c.key)} new` }) : null);
     if (c.key === current) a.setAttribute('aria-current', 'page');
     return h('li', {}, a);
   });
@@ -199,6 +204,12 @@ async function conversation(ctx, pane, key) {
   };
   await reload();
   log.scrollTop = log.scrollHeight;
+  const markSeen = () => {
+    if (document.visibilityState !== 'visible') return;
+    ctx.app.openConversation = key;
+    if (ctx.app.unread.delete(key)) showUnreadInTitle();
+  };
+  markSeen();
 
   const mine = (d) => d && (d.conversation === key || (!isGroup && d.from === contact.user && !d.conversation));
   ctx.on('message', (e) => { if (mine(e.detail)) reload(); });
@@ -223,7 +234,9 @@ async function conversation(ctx, pane, key) {
     clearTimeout(typingTimer);
     typingTimer = setTimeout(() => { typing.textContent = ''; }, 6000);
   });
-  const onVisible = () => { if (document.visibilityState === 'visible') reload(); };
+  const onVisible = () => {
+    if (document.visibilityState === 'visible') { markSeen(); reload(); } else ctx.app.openConversation = '';
+  };
   document.addEventListener('visibilitychange', onVisible);
 
   // One timer moves every countdown and removes what expired, even when
@@ -240,6 +253,7 @@ async function conversation(ctx, pane, key) {
 
   composer.focus();
   return () => {
+    if (ctx.app.openConversation === key) ctx.app.openConversation = '';
     clearInterval(tick);
     clearTimeout(typingTimer);
     composer.dispose();

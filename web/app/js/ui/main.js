@@ -27,7 +27,17 @@ export const app = {
   sdk: null, // the client SDK module
   store: null,
   pending: null, // a qrtalk: code the app was opened with, not yet used
+  unread: new Map(), // conversation key -> messages that arrived while it was not on screen
+  openConversation: '', // the conversation on screen and visible, if any
 };
+
+function showUnreadInTitle() {
+  let n = 0;
+  for (const v of app.unread.values()) n += v;
+  const base = document.title.replace(/^\(\d+\) /, '');
+  document.title = n ? `(${n}) ${base}` : base;
+}
+export { showUnreadInTitle };
 
 function fatal(title, detail) {
   nav.hidden = true;
@@ -156,6 +166,7 @@ async function route() {
     if (seq === routeSeq) {
       const heading = main.querySelector('.conv-head h2') || main.querySelector('h1');
       document.title = heading && heading.textContent !== 'QRTalk' ? `${heading.textContent} – QRTalk` : 'QRTalk';
+      showUnreadInTitle();
     }
     const off = () => {
       for (const [t, f] of listeners) app.acc?.removeEventListener(t, f);
@@ -192,6 +203,10 @@ function watchAccount(acc) {
   acc.addEventListener('message', async (e) => {
     const r = e.detail;
     if (!r || r.outgoing || !r.conversation) return;
+    if (r.conversation !== app.openConversation || document.visibilityState !== 'visible') {
+      app.unread.set(r.conversation, (app.unread.get(r.conversation) || 0) + 1);
+      showUnreadInTitle();
+    }
     try {
       if (r.conversation.startsWith('g:')) await acc.group(r.conversation);
       else await acc.contact(r.conversation);
