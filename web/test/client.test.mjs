@@ -44,8 +44,6 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     // /v1/info from the real server, so the key checks out, and answers
     // the rest itself. It cannot open the session setup (wrapped to the real
     // key) and so cannot confirm it: the client must stop there.
-    const { a: victim, store } = await join();
-    victim.close();
     const sent = [];
     const mitm = async (url, init = {}) => {
       const path = new URL(url).pathname;
@@ -54,7 +52,7 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
       if (path === '/v1/session') return new Response(crypto.getRandomValues(new Uint8Array(90)), { status: 200, headers: { 'Content-Type': 'application/x-qrtalk-frame' } });
       return new Response('{}', { status: 200, headers: { 'Content-Type': 'application/x-qrtalk-frame' } });
     };
-    const fooled = await Account.open(store, { fetch: mitm });
+    const fooled = await Account.open(aliceStore, { fetch: mitm }); // alice's device, through the man in the middle
     await assert.rejects(fooled.addContact(P.newUserID(), 'x'), /did not confirm the session/);
     assert.deepEqual(sent, ['/v1/session'], 'no request went out under an unconfirmed session');
     fooled.close();

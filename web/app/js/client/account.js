@@ -1007,9 +1007,11 @@ export class Account extends EventTarget {
   start() {
     if (this.#running || this.#closed) return;
     this.#running = true;
-    // A browser that comes back online reconnects at once, not after the backoff.
-    this.#onOnline ??= () => this.#wake?.();
+    // A browser that comes back online, or a tab shown again (a phone
+    // woken up), reconnects at once, not after the backoff.
+    this.#onOnline ??= () => { if (globalThis.document?.visibilityState !== 'hidden') this.#wake?.(); };
     globalThis.addEventListener?.('online', this.#onOnline);
+    globalThis.document?.addEventListener?.('visibilitychange', this.#onOnline);
     const locks = globalThis.navigator?.locks;
     if (!locks || typeof BroadcastChannel !== 'function') {
       this.#leader = true;
@@ -1049,7 +1051,10 @@ export class Account extends EventTarget {
   /** stop closes the live channel. */
   stop() {
     this.#running = false;
-    if (this.#onOnline) globalThis.removeEventListener?.('online', this.#onOnline);
+    if (this.#onOnline) {
+      globalThis.removeEventListener?.('online', this.#onOnline);
+      globalThis.document?.removeEventListener?.('visibilitychange', this.#onOnline);
+    }
     this.#lockAbort?.abort();
     this.#lockAbort = null;
     this.#tabs?.close();
