@@ -178,6 +178,20 @@ func TestInteropDifferential(t *testing.T) {
 	}
 	cs.SealRequest("POST", "/v1/send", []byte("first"))
 	request, _, _ := cs.SealRequest("POST", "/v1/send", []byte("second request"))
+	ticketKeys := protocol.NewTicketKeys(p.server)
+	resumeSession, _, _ := protocol.AcceptSession(parsedSetup, p.server, p.aliceAuth.Public(), &protocol.MemoryReplayCache{}, 0, now)
+	sealedTicket, err := ticketKeys.IssueTicket(resumeSession, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket, err := cs.Ticket(sealedTicket, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, resumeMsg, err := protocol.Resume(ticket, now)
+	if err != nil {
+		t.Fatal(err)
+	}
 	blobKey := protocol.NewBlobKey()
 	var blob bytes.Buffer
 	w, _ := protocol.EncryptBlob(&blob, blobKey)
@@ -330,6 +344,19 @@ func TestInteropDifferential(t *testing.T) {
 				return fmt.Sprintf("%d/%s", ctr, b64(body)), nil
 			})
 		}},
+		"resume": {120, func(r *rand.Rand) checkCase {
+			extra := map[string]any{"key": p.server.Bytes(), "now_ms": ms}
+			return bytesCase("resume", mutateBytes(r, resumeMsg), extra, func(d []byte) (string, error) {
+				q, err := protocol.ParseResume(d)
+				if err == nil {
+					err = ticketKeys.Check(q, time.UnixMilli(ms))
+				}
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%s/%s", q.User, q.Device), nil
+			})
+		}},
 		"contact": {250, func(r *rand.Rand) checkCase {
 			return textCase("contact", mutateString(r, card.URI()), func(s string) (string, error) {
 				c, err := protocol.ParseContactCard(s)
@@ -369,7 +396,7 @@ func TestInteropDifferential(t *testing.T) {
 			})
 		}},
 	}
-	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "cert", "revocation", "envelope", "setup", "blob", "link_request", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
+	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "resume", "cert", "revocation", "envelope", "setup", "blob", "link_request", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
 		t.Run(kind, func(t *testing.T) {
 			js := js.with(t)
 			s := seeds[kind]

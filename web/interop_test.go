@@ -537,6 +537,123 @@ func TestInterop(t *testing.T) {
 		}
 	})
 
+	t.Run("resumption: JavaScript device, Go server", func(t *testing.T) {
+		js := js.with(t)
+		tk := protocol.NewTicketKeys(p.server)
+		cache := &protocol.MemoryReplayCache{}
+		var setup struct{ Setup []byte }
+		js.must("client_setup", map[string]any{"name": "js-resumer", "user": p.bob.String(), "device": p.bobPhone.String(), "auth": p.bobAuth.Bytes(), "server": pub(p.server), "now_ms": ms}, &setup)
+		parsed, err := protocol.ParseChannelSetup(setup.Setup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss, confirm, err := protocol.AcceptSession(parsed, p.server, p.bobAuth.Public(), cache, 0, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js.must("client_confirm", map[string]any{"name": "js-resumer", "frame": confirm, "now_ms": ms}, nil)
+		at := now
+		for round := 0; round < 2; round++ {
+			ticket, err := tk.IssueTicket(ss, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var paired struct {
+				ExpiresMS int64 `json:"expires_ms"`
+			}
+			js.must("client_ticket", map[string]any{"name": "js-resumer", "ticket": ticket, "now_ms": at.UnixMilli()}, &paired)
+			if paired.ExpiresMS != now.Add(protocol.TicketLifetime).UnixMilli() {
+				t.Fatalf("JavaScript reads the ticket's expiry as %d", paired.ExpiresMS)
+			}
+			at = at.Add(time.Minute)
+			var res struct{ Message []byte }
+			js.must("client_resume", map[string]any{"name": "js-resumer", "now_ms": at.UnixMilli()}, &res)
+			q, err := protocol.ParseResume(res.Message)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tk.Check(q, at); err != nil {
+				t.Fatalf("round %d: Go checks the JavaScript resume: %v", round, err)
+			}
+			var answer []byte
+			ss, answer, err = protocol.AcceptResume(q, cache, 10*time.Minute, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fin struct {
+				SessionID string `json:"session_id"`
+				ExpiresMS int64  `json:"expires_ms"`
+			}
+			js.must("client_resume_finish", map[string]any{"name": "js-resumer", "answer": answer, "now_ms": at.UnixMilli()}, &fin)
+			if fin.SessionID != ss.ID().String() || fin.ExpiresMS != ss.Expires().UnixMilli() {
+				t.Fatalf("round %d: JavaScript resumed session %s until %d, Go's %s until %d", round, fin.SessionID, fin.ExpiresMS, ss.ID(), ss.Expires().UnixMilli())
+			}
+			var r struct {
+				Frame   []byte
+				Counter uint64
+			}
+			js.must("client_request", map[string]any{"name": "js-resumer", "method": "POST", "path": "/v1/ack", "body": []byte("resumed")}, &r)
+			if body, _, err := ss.OpenRequest("POST", "/v1/ack", r.Frame, at); err != nil || string(body) != "resumed" {
+				t.Fatalf("round %d: Go opens a request of the resumed session: %q %v", round, body, err)
+			}
+			// The same resume again: its ticket is spent.
+			q2, _ := protocol.ParseResume(res.Message)
+			if err := tk.Check(q2, at); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := protocol.AcceptResume(q2, cache, 0, at); errorName(err) != "replay" {
+				t.Fatalf("a replayed JavaScript resume: %v", err)
+			}
+		}
+	})
+
+	t.Run("resumption: Go device, JavaScript server", func(t *testing.T) {
+		js := js.with(t)
+		cs, setup, err := protocol.NewClientSession(protocol.ChannelDevice{User: p.alice, Device: p.aliceLaptop, AuthKey: p.aliceAuth}, p.server.Public(), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var acc struct{ Confirm []byte }
+		js.must("server_accept", map[string]any{"name": "js-resume-server", "setup": setup, "server": p.server.Bytes(), "auth": pub(p.aliceAuth), "lifetime_ms": 0, "now_ms": ms}, &acc)
+		if err := cs.Confirm(acc.Confirm, now); err != nil {
+			t.Fatal(err)
+		}
+		at := now
+		for round := 0; round < 2; round++ {
+			var issued struct{ Ticket []byte }
+			js.must("server_issue", map[string]any{"name": "js-resume-server", "server": p.server.Bytes(), "now_ms": at.UnixMilli()}, &issued)
+			ticket, err := cs.Ticket(issued.Ticket, at)
+			if err != nil {
+				t.Fatalf("round %d: Go pairs the JavaScript ticket: %v", round, err)
+			}
+			if !ticket.Expires.Equal(now.Add(protocol.TicketLifetime).Truncate(time.Millisecond)) {
+				t.Fatalf("JavaScript ticket expires %v", ticket.Expires)
+			}
+			at = at.Add(time.Minute)
+			r, msg, err := protocol.Resume(ticket, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ans struct {
+				Answer    []byte
+				SessionID string `json:"session_id"`
+			}
+			js.must("server_resume", map[string]any{"name": "js-resume-server", "resume": msg, "server": p.server.Bytes(), "lifetime_ms": 0, "now_ms": at.UnixMilli()}, &ans)
+			if cs, err = r.Finish(ans.Answer, at); err != nil {
+				t.Fatalf("round %d: Go finishes the resume with the JavaScript answer: %v", round, err)
+			}
+			if cs.ID().String() != ans.SessionID {
+				t.Fatalf("round %d: Go resumed session %s, JavaScript's %s", round, cs.ID(), ans.SessionID)
+			}
+			frame, _, err := cs.SealRequest("GET", "/v1/inbox", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			js.must("server_request", map[string]any{"name": "js-resume-server", "method": "GET", "path": "/v1/inbox", "frame": frame, "now_ms": at.UnixMilli()}, nil)
+			js.wantCode("replay", "server_resume", map[string]any{"name": "js-resume-server-again", "resume": msg, "server": p.server.Bytes(), "lifetime_ms": 0, "now_ms": at.UnixMilli()})
+		}
+	})
+
 	t.Run("provisioning: JavaScript new device, Go existing device", func(t *testing.T) {
 		js := js.with(t)
 		code, err := protocol.NewLinkCode(p.serverURL, protocol.ServerFingerprint(p.server.Public()), p.alice)

@@ -18,6 +18,12 @@ async function priv(pkcs8) {
 }
 const pub = (spki) => proto.parsePublicKey(b64(spki));
 const state = new Map();
+const replayCache = new proto.MemoryReplayCache(); // one server's memory of setups and tickets
+const ticketKeyCache = new Map();
+async function ticketKeys(pkcs8) {
+  if (!ticketKeyCache.has(pkcs8)) ticketKeyCache.set(pkcs8, await proto.newTicketKeys(await priv(pkcs8)));
+  return ticketKeyCache.get(pkcs8);
+}
 
 function messageIn(m) {
   return {
@@ -101,7 +107,7 @@ const ops = {
   // The channel, server end in JS.
   async server_accept(r) {
     const setup = proto.parseChannelSetup(b64(r.setup));
-    const { session, confirm } = await proto.acceptSession(setup, await priv(r.server), pub(r.auth), new proto.MemoryReplayCache(), r.lifetime_ms, r.now_ms);
+    const { session, confirm } = await proto.acceptSession(setup, await priv(r.server), pub(r.auth), replayCache, r.lifetime_ms, r.now_ms);
     state.set(r.name, session);
     return { confirm: enc(confirm), session_id: session.id, expires_ms: session.expires };
   },
@@ -111,6 +117,33 @@ const ops = {
   },
   async server_response(r) {
     return { frame: enc(await state.get(r.name).sealResponse(r.counter, r.method, r.path, b64(r.body))) };
+  },
+  // Resumption, device in JS.
+  async client_ticket(r) {
+    const t = await state.get(r.name).ticket(b64(r.ticket), r.now_ms);
+    state.set(`${r.name}/ticket`, t.toBytes());
+    return { expires_ms: t.expires, user: t.user, device: t.device };
+  },
+  async client_resume(r) {
+    const { resumption, message } = await proto.resume(proto.parseTicket(state.get(`${r.name}/ticket`)), r.now_ms);
+    state.set(`${r.name}/resumption`, resumption);
+    return { message: enc(message) };
+  },
+  async client_resume_finish(r) {
+    const session = await state.get(`${r.name}/resumption`).finish(b64(r.answer), r.now_ms);
+    state.set(r.name, session);
+    return { session_id: session.id, expires_ms: session.expires };
+  },
+  // Resumption, server in JS.
+  async server_issue(r) {
+    return { ticket: enc(await (await ticketKeys(r.server)).issueTicket(state.get(r.name), r.now_ms)) };
+  },
+  async server_resume(r) {
+    const q = proto.parseResume(b64(r.resume));
+    await (await ticketKeys(r.server)).check(q, r.now_ms);
+    const { session, answer } = await proto.acceptResume(q, replayCache, r.lifetime_ms, r.now_ms);
+    state.set(r.name, session);
+    return { answer: enc(answer), session_id: session.id, expires_ms: session.expires };
   },
   // Provisioning: B (the new device) in JS.
   async link_b_request(r) {
@@ -178,6 +211,11 @@ const checks = {
   link_request: async (r) => {
     const req = await proto.openLinkRequest(proto.parseLinkCode(r.text), b64(r.data));
     return req.device;
+  },
+  resume: async (r) => {
+    const q = proto.parseResume(b64(r.data));
+    await (await ticketKeys(r.key)).check(q, r.now_ms);
+    return `${q.user}/${q.device}`;
   },
   contact: (r) => proto.parseContactCard(r.text).uri(),
   invite: (r) => proto.parseInvite(r.text).uri(),

@@ -163,9 +163,31 @@ class Keys {
 export class ClientSession {
   #k;
   #confirmed = false;
+  // For resumption (resume.js): who the session is for, and its
+  // resumption secret until ticket() pairs it with the server's ticket.
+  #owner;
+  #rs;
 
-  constructor(keys) {
+  constructor(keys, owner, rs) {
     this.#k = keys;
+    this.#owner = owner;
+    this.#rs = rs;
+  }
+
+  /**
+   * Pairs the ticket the server issued for this session (the QRTalk-Ticket
+   * answer header, §18.8) with the session's resumption secret and returns
+   * a Ticket to resume with later. A session pairs one ticket.
+   */
+  async ticket(sealed, now) {
+    if (!this.#confirmed) fail("malformed", "channel session is not confirmed");
+    const { Ticket, parseTicketHeader } = await import("./resume.js");
+    const { expires } = parseTicketHeader(sealed);
+    if (toMillis(now, "now") >= expires) fail("expired", `ticket ended at ${formatTime(expires)}`);
+    const rs = this.#rs;
+    this.#rs = null;
+    if (!rs) fail("malformed", `session ${this.id} has already paired a ticket`);
+    return new Ticket({ ...this.#owner, expires, sealed: sealed.slice(), secret: rs });
   }
 
   /** The session ID, 32 lowercase hex characters. */
@@ -238,7 +260,7 @@ export async function newClientSession(device, serverKey, now) {
     const wrapped = await wrapKey(serverKey, labeled(LABEL.chWrap, nonce), secret);
     const tbs = concat(u8(VERSION), u8(TYPE_SETUP), user, dev, fp, i64(time), nonce, wrapped);
     const setup = concat(tbs, await sign(device.authKey, labeled(LABEL.chSetup, tbs)));
-    return { session: await clientSessionFromSecret(secret, setup, time), setup };
+    return { session: await clientSessionFromSecret(secret, setup, time, { user, device: dev, serverFP: fp }), setup };
   } finally {
     secret.fill(0);
   }
@@ -246,12 +268,40 @@ export async function newClientSession(device, serverKey, now) {
 
 /**
  * The client end of the session of setup, from the secret the device
- * wrapped in it. Until confirmed, the session may not outlive the setup
- * time + 1 hour. For newClientSession and for tests (the vectors give the
- * secret); not part of the public API.
+ * wrapped in it. For newClientSession and for tests (the vectors give the
+ * secret); not part of the public API. owner: { user, device, serverFP }
+ * as bytes, for the session's ticket.
  */
-export async function clientSessionFromSecret(secret, setup, setupTime) {
-  return new ClientSession(await Keys.derive(secret, await sessionID(setup), true, setupTime + MAX_SESSION_LIFETIME));
+export async function clientSessionFromSecret(secret, setup, setupTime, owner = null) {
+  return newClientEnd(secret, await sessionID(setup), setupTime, owner);
+}
+
+/** The resumption secret of a session (§18.2). */
+export function resumptionSecret(secret, id) {
+  return hkdf32(secret, id, `${LABEL.chKeys} resumption`);
+}
+
+/**
+ * The device end of a session from its secret (a setup's or a resume's).
+ * Until confirmed, it may not outlive its setup's (or resume's) time + 1 hour.
+ */
+export async function newClientEnd(secret, id, at, owner) {
+  const keys = await Keys.derive(secret, id, true, at + MAX_SESSION_LIFETIME);
+  return new ClientSession(keys, owner, await resumptionSecret(secret, id));
+}
+
+/**
+ * The server end of a session from its secret, and its confirmation: it
+ * ends at now + lifetime (at most one hour). authTime: when the device
+ * last proved its authentication key (§18.4).
+ */
+export async function newServerEnd(secret, id, user, device, authTime, lifetime, now) {
+  if (!(lifetime > 0 && lifetime <= MAX_SESSION_LIFETIME)) lifetime = MAX_SESSION_LIFETIME;
+  const keys = await Keys.derive(secret, id, false, now + Math.floor(lifetime));
+  const rs = await resumptionSecret(secret, id);
+  const c = methodPath(CONFIRM.method, CONFIRM.path);
+  const { frame } = await keys.seal(KIND.confirm, 0n, c.m, c.p, u64(keys.expires));
+  return { session: new ServerSession(keys, user, device, authTime, rs), confirm: frame };
 }
 
 /** A parsed setup message: user, device (ID text), serverFP (Fingerprint), time (ms), nonce (16 bytes). */
@@ -315,10 +365,20 @@ export class MemoryReplayCache {
 /** The server end of a session. Make one with acceptSession. */
 export class ServerSession {
   #k;
-  constructor(keys, user, device) {
+  #authTime;
+  #rs;
+  constructor(keys, user, device, authTime, rs) {
     this.#k = keys;
+    this.#authTime = authTime;
+    this.#rs = rs;
     this.user = user;
     this.device = device;
+  }
+  // For TicketKeys.issueTicket: the auth time, and the resumption secret, once.
+  static _takeResumption(s) {
+    const rs = s.#rs;
+    s.#rs = null;
+    return { authTime: s.#authTime, rs };
   }
   get id() {
     return toHex(this.#k.id);
@@ -360,14 +420,9 @@ export async function acceptSession(setup, serverKey, deviceAuth, replay, lifeti
   const id = await sessionID(raw);
   if (await replay.seen(toHex(id), nowMs, setup.time + MAX_CLOCK_SKEW)) fail("replay", "channel setup");
   const secret = await withContext("channel setup", () => unwrapKey(serverKey, labeled(LABEL.chWrap, setup.nonce), raw.subarray(82, 82 + KEY_SIZE)));
-  let keys;
   try {
-    if (!(lifetime > 0 && lifetime <= MAX_SESSION_LIFETIME)) lifetime = MAX_SESSION_LIFETIME;
-    keys = await Keys.derive(secret, id, false, nowMs + Math.floor(lifetime));
+    return await newServerEnd(secret, id, setup.user, setup.device, nowMs, lifetime, nowMs);
   } finally {
     secret.fill(0);
   }
-  const c = methodPath(CONFIRM.method, CONFIRM.path);
-  const { frame } = await keys.seal(KIND.confirm, 0n, c.m, c.p, u64(keys.expires));
-  return { session: new ServerSession(keys, setup.user, setup.device), confirm: frame };
 }

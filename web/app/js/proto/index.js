@@ -13,3 +13,4 @@ export { seal, parseEnvelope, open, forDevice, Envelope, SignatureStatus, MIN_TT
 export * from "./blob.js";
 export { newClientSession, ClientSession, acceptSession, ServerSession, parseChannelSetup, ChannelSetup, parseFrameHeader, MemoryReplayCache, ReplayWindow, MAX_SESSION_LIFETIME, REPLAY_WINDOW, MAX_FRAME_SIZE, SESSION_ID_SIZE, MAX_METHOD_PATH, CHANNEL_SETUP_SIZE } from "./channel.js";
 export { LinkCode, newLinkCode, parseLinkCode, parseLinkMailbox, checkLinkMessage, sealLinkRequest, openLinkRequest, sealLinkResponse, openLinkResponse, LINK_MAILBOX_SIZE, LINK_SECRET_SIZE, LINK_LIFETIME, MAX_LINK_MESSAGE_SIZE, MIN_LINK_MESSAGE_SIZE } from "./provision.js";
+export { Ticket, parseTicket, resume, Resumption, isResume, parseResume, ResumeRequest, TicketKeys, newTicketKeys, acceptResume, TICKET_LIFETIME, TICKET_KEY_PERIOD, TICKET_SIZE, RESUME_SIZE, RESUME_ANSWER_SIZE } from "./resume.js";

@@ -1,7 +1,8 @@
 // primitives.js: the labels and cryptographic primitives of QRTalk protocol
-// v1 (docs/PROTOCOL.md §1.3, §3.3, §3.4 and Appendix A), on WebCrypto only:
-// RSA-PSS-SHA256 (salt 32) signatures, RSA-OAEP-SHA256 key wrapping with a
-// label, AES-256-GCM, HKDF-SHA256, SHA-256 and random bytes.
+// v1 (docs/PROTOCOL.md §1.3, §3.3, §3.4, §17.1, §18.1 and Appendix A), on
+// WebCrypto only: RSA-PSS-SHA256 (salt 32) signatures, RSA-OAEP-SHA256 key
+// wrapping with a label, AES-256-GCM, HKDF-SHA256, HMAC-SHA256, SHA-256 and
+// random bytes.
 
 import { fail } from "./errors.js";
 import { utf8 } from "./wire.js";
@@ -26,6 +27,12 @@ export const LABEL = Object.freeze({
   sessionID: "qrtalk/v1/session-id",
   prov: "qrtalk/v1/provisioning",
   provMailbox: "qrtalk/v1/provisioning-mailbox",
+  ticketKey: "qrtalk/v1/ticket-key",
+  ticket: "qrtalk/v1/ticket",
+  resume: "qrtalk/v1/resume",
+  resumeBinder: "qrtalk/v1/resume-binder",
+  resumeSecret: "qrtalk/v1/resume-secret",
+  resumedSessionID: "qrtalk/v1/resumed-session-id",
 });
 
 /** Bytes of an RSA-3072 modulus, ciphertext or signature. */
@@ -109,8 +116,14 @@ export async function gcmOpen(key, nonce, ciphertext, aad) {
   }
 }
 
-/** HKDF(ikm, salt, info, 32): HKDF-SHA256, 32 bytes; info is a string. */
+/** HKDF(ikm, salt, info, 32): HKDF-SHA256, 32 bytes; info is a string or bytes. */
 export async function hkdf32(ikm, salt, info) {
   const k = await subtle.importKey("raw", ikm, "HKDF", false, ["deriveBits"]);
-  return new Uint8Array(await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info: utf8(info) }, k, 256));
+  return new Uint8Array(await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info: typeof info === "string" ? utf8(info) : info }, k, 256));
+}
+
+/** HMAC(K, M): HMAC-SHA-256 with a 32-byte key (§18.1). */
+export async function hmac(key, message) {
+  const k = await subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new Uint8Array(await subtle.sign("HMAC", k, message));
 }
