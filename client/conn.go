@@ -222,18 +222,28 @@ func (c *Conn) session(ctx context.Context, renew bool) (*protocol.ClientSession
 	}
 	c.loadTicket()
 	if t := c.ticket; t != nil {
-		// A ticket is good for one try, whatever its outcome.
+		// A ticket is good for one resume that the server answers.
 		c.setTicket(nil)
 		if now.Add(time.Minute).Before(t.Expires) {
-			if sess, err := c.resume(ctx, t, now); err == nil {
+			saved, _ := t.MarshalBinary()
+			sess, err := c.resume(ctx, t, now)
+			if err == nil {
 				c.sess = sess
 				return sess, nil
-			} else if ctx.Err() != nil {
+			}
+			var un *unansweredError
+			if errors.As(err, &un) || ctx.Err() != nil {
+				// No answer (offline, the server restarting): keep
+				// the ticket for the next try. If the server did get
+				// this resume, the next one is refused as a replay
+				// and the device sets up a full session then.
+				if rt, perr := protocol.ParseTicket(saved); perr == nil {
+					c.setTicket(rt)
+				}
 				return nil, err
 			}
-			// Refused (a server that lost the ticket key, a ticket
-			// spent or expired, a resume lost on the way): set up a
-			// full session.
+			// Refused (a ticket spent or expired, a server that no
+			// longer has the key): set up a full session.
 		}
 	}
 	sess, setup, err := protocol.NewClientSession(c.dev.channelDevice(), c.serverKey, now)
@@ -280,6 +290,13 @@ func (c *Conn) resume(ctx context.Context, t *protocol.Ticket, now time.Time) (*
 	return sess, nil
 }
 
+// An unansweredError is a request that got no answer from the server: it
+// may or may not have arrived.
+type unansweredError struct{ err error }
+
+func (e *unansweredError) Error() string { return e.err.Error() }
+func (e *unansweredError) Unwrap() error { return e.err }
+
 // postSession sends a setup or resume message and returns the answer and
 // the ticket header.
 func (c *Conn) postSession(ctx context.Context, msg []byte) ([]byte, string, error) {
@@ -290,12 +307,12 @@ func (c *Conn) postSession(ctx context.Context, msg []byte) ([]byte, string, err
 	req.Header.Set("Content-Type", api.ContentFrame)
 	resp, err := c.opts.HTTPClient.Do(req)
 	if err != nil {
-		return nil, "", err
+		return nil, "", &unansweredError{err}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if err != nil {
-		return nil, "", err
+		return nil, "", &unansweredError{err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", apiError(resp, data)

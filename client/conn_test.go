@@ -41,6 +41,7 @@ type resumeServer struct {
 	setups, resumes, refused atomic.Int64
 	tlsFull, tlsResumed      atomic.Int64
 	spoilTicket              atomic.Bool // tamper with the tickets the server issues
+	drop                     atomic.Bool // cut session requests off without an answer
 }
 
 func (s *resumeServer) now() time.Time          { return time.Unix(0, s.clock.Load()) }
@@ -84,6 +85,12 @@ func startResumeServer(t *testing.T) *resumeServer {
 		}
 		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 		r.Body = io.NopCloser(bytes.NewReader(body))
+		if s.drop.Load() {
+			if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
 		if protocol.IsResume(body) {
 			s.resumes.Add(1)
 		} else {
@@ -370,5 +377,30 @@ func TestConnResumesAfterRestart(t *testing.T) {
 	}
 	if got := s.counts(); got != [3]int64{2, 1, 0} {
 		t.Fatalf("setups, resumes, refusals = %v, want a full setup for the other device", got)
+	}
+}
+
+// A resume that gets no answer (offline, a server restarting) keeps the
+// ticket for the next try, instead of falling back to a full setup.
+func TestConnKeepsTicketWhenUnanswered(t *testing.T) {
+	s := startResumeServer(t)
+	ctx := context.Background()
+	c, _, _ := s.register(t)
+	if _, err := c.Inbox(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	s.restart()
+	s.drop.Store(true)
+	if _, err := c.Inbox(ctx, 1, 0); err == nil {
+		t.Fatal("a request went through while the session route answered nothing")
+	}
+	s.drop.Store(false)
+	if _, err := c.Inbox(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	// One full setup (the first), the resume that got no answer is not
+	// counted (the route was cut before counting), then a resume.
+	if got := s.counts(); got != [3]int64{1, 1, 0} {
+		t.Fatalf("setups, resumes, refusals = %v, want the kept ticket to resume", got)
 	}
 }

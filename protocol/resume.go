@@ -227,8 +227,9 @@ type Resumption struct {
 }
 
 // Resume starts resuming with ticket t and returns the message to send
-// (POST /v1/session). A ticket is good for one resume: whatever happens to
-// this one, do not use t again (Resume forgets its secret).
+// (POST /v1/session). A ticket is good for one resume that the server
+// answers, and Resume forgets t's secret: a device that got no answer at
+// all may try again with a copy of t saved before (MarshalBinary).
 func Resume(t *Ticket, now time.Time) (*Resumption, []byte, error) {
 	if t == nil || t.secret == nil {
 		return nil, nil, fmt.Errorf("%w: no ticket, or a ticket already used", ErrMalformed)
