@@ -28,6 +28,7 @@ export async function render(ctx) {
     if (typed.value.trim() !== 'DELETE') { delAlert.show('Not deleted: type DELETE to confirm.'); return; }
     try {
       await acc.deleteAccount();
+      acc.close?.(); // no reconnecting with a deleted device
       toast('Your account is deleted.');
       location.hash = '';
       location.reload();
