@@ -14,6 +14,8 @@ import { deviceIDBytes, deviceIDString, DEVICE_ID_SIZE, userIDBytes, userIDStrin
 import { PrivateKey, PublicKey } from "./keys.js";
 import { Fingerprint, FINGERPRINT_SIZE, serverFingerprint } from "./fingerprint.js";
 import { MAX_CLOCK_SKEW, MAX_ENVELOPE_SIZE } from "./envelope.js";
+// resume.js imports this module too; each uses the other's names only inside functions.
+import { parseTicketHeader, Ticket } from "./resume.js";
 
 /** The longest a session may live (1 hour, in ms). */
 export const MAX_SESSION_LIFETIME = 3600 * 1000;
@@ -181,7 +183,6 @@ export class ClientSession {
    */
   async ticket(sealed, now) {
     if (!this.#confirmed) fail("malformed", "channel session is not confirmed");
-    const { Ticket, parseTicketHeader } = await import("./resume.js");
     const { expires } = parseTicketHeader(sealed);
     if (toMillis(now, "now") >= expires) fail("expired", `ticket ended at ${formatTime(expires)}`);
     const rs = this.#rs;

@@ -233,7 +233,7 @@ export function parseResume(p) {
   const device = r.fixed(DEVICE_ID_SIZE);
   const fp = r.fixed(FINGERPRINT_SIZE);
   const time = r.i64();
-  return new ResumeRequest(raw, { user: userIDString(user), device: deviceIDString(device), serverFP: new Fingerprint(fp), time: Number(time), timeExact: time });
+  return new ResumeRequest(raw, { user: userIDString(user), device: deviceIDString(device), serverFP: new Fingerprint(fp), time: Number(time) });
 }
 
 /**
@@ -319,9 +319,9 @@ export class TicketKeys {
     if (!(q instanceof ResumeRequest)) throw new TypeError("check needs a parsed ResumeRequest");
     const nowMs = BigInt(toMillis(now, "now"));
     if (!q.serverFP.equal(new Fingerprint(this.#fp))) fail("mismatch", "resume is for another server key");
-    const skew = nowMs - q.timeExact;
-    if (skew > BigInt(MAX_CLOCK_SKEW) || skew < -BigInt(MAX_CLOCK_SKEW)) fail("clock_skew", `resume time ${q.time}`);
     const raw = ResumeRequest._raw(q);
+    const skew = nowMs - new DataView(raw.buffer, raw.byteOffset).getBigInt64(58);
+    if (skew > BigInt(MAX_CLOCK_SKEW) || skew < -BigInt(MAX_CLOCK_SKEW)) fail("clock_skew", `resume time ${q.time}`);
     const ticket = raw.subarray(98, 98 + TICKET_SIZE);
     const { period } = await withContext("resume ticket", () => parseTicketHeader(ticket));
     const cur = ticketPeriod(Number(nowMs));

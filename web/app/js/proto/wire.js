@@ -178,11 +178,6 @@ export function i64(v) {
   return out;
 }
 
-/** A BigInt as a Number; exact for every value a time or counter really takes. */
-export function bigToNumber(v) {
-  return Number(v);
-}
-
 /** A time given as Unix milliseconds (a Number) or a Date, as a whole Number of ms. */
 export function toMillis(t, what = "time") {
   const ms = t instanceof Date ? t.getTime() : t;
