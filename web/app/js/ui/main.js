@@ -189,8 +189,21 @@ async function route() {
 
 function watchAccount(acc) {
   setConnection(acc.connection || 'connecting');
+  let lastStop = '';
   acc.addEventListener('connection', (e) => {
     const d = e.detail || {};
+    // The SDK gives up on two errors: a server whose key is not the pinned
+    // one, and a device the server no longer knows (revoked or deleted).
+    const permanent = d.error && (d.error.code === 'server-key' || (d.error.code === 'api' && d.error.api?.code === 40104));
+    if (permanent) {
+      setConnection('offline', 'Disconnected', errorText(d.error));
+      const text = errorText(d.error);
+      if (text !== lastStop) {
+        lastStop = text;
+        toast(`QRTalk stopped connecting: ${text}`, 'error');
+      }
+      return;
+    }
     setConnection(d.state, d.state === 'offline' && d.error ? 'Offline, retrying…' : undefined, d.error ? errorText(d.error) : '');
   });
   acc.addEventListener('contact-changed', (e) => {
