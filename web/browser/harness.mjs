@@ -290,8 +290,8 @@ export async function cliUser(server, name) {
   };
 }
 
-/** Launches Debian's Chromium, headless, shut at stopAll. */
-export async function launchBrowser() {
+/** Launches Debian's Chromium, headless, shut at stopAll; extraArgs add flags. */
+export async function launchBrowser({ extraArgs = [] } = {}) {
   if (!existsSync(chromiumPath)) {
     throw new Error(`${chromiumPath} is missing: apt-get install chromium (bash .ci/run installs it)`);
   }
@@ -314,6 +314,7 @@ export async function launchBrowser() {
       // A safety net under the request check of newUser: no name resolves,
       // so nothing could leave the machine even if the page tried.
       '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+      ...extraArgs,
     ],
   });
   cleanups.push(() => browser.close());
