@@ -123,10 +123,10 @@ async function conversation(ctx, pane, key) {
     if (isGroup) {
       replace(headInfo,
         h('span', { class: 'hint', text: `${group.members.length} member${group.members.length === 1 ? '' : 's'}` }),
-        h('button', { type: 'button', onclick: () => membersDialog(ctx, group, async () => { await load(); drawHead(); }) }, 'Members'));
+        h('button', { type: 'button', class: 'small', onclick: () => membersDialog(ctx, group, async () => { await load(); drawHead(); }) }, 'Members'));
     } else {
       replace(headInfo, trustBadge(contact),
-        h('a', { href: '#/contact/' + encodeURIComponent(contact.user), class: 'button' }, 'Contact details'));
+        h('a', { href: '#/contact/' + encodeURIComponent(contact.user), class: 'button small', 'aria-label': 'Contact details' }, 'Details'));
     }
     // A changed key blocks sending until the user accepts the new one.
     const changed = !isGroup && contact.changed;
