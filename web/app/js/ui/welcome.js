@@ -1,7 +1,7 @@
 // The welcome screen: join a server with an invite, or make this browser a
 // new device of an existing user with a link code.
 
-import { h, replace, field, alertBox, statusBox, busy } from './dom.js';
+import { h, replace, field, alertBox, statusBox, busy, toast } from './dom.js';
 import { errorText } from './format.js';
 import { scanDialog } from './qr.js';
 import { accountReady, sdkOptions } from './main.js';
@@ -163,6 +163,7 @@ export async function render(ctx) {
         const acc = await app.sdk.Account.joinLink(app.store, text, scannedAt ? { ...sdkOptions, scannedAt } : { ...sdkOptions });
         linkStatus.show('Linked.');
         await accountReady(acc);
+        toast('This browser is linked. Contacts and groups are not copied from your other device: add your contacts here too (messages that arrive meanwhile wait for you).');
       } catch (err) {
         console.warn(err);
         linkStatus.show('');
