@@ -95,6 +95,27 @@ test('the SDK and the qrtalk CLI interoperate', { skip: skip ?? false, timeout: 
     }, 30_000, 500);
   });
 
+  await t.test('a receipt that overtakes the sender\'s own copy still counts', async () => {
+    // A listening CLI acknowledges a live message and sends "delivered" at
+    // once: the receipt can arrive before alice's send() has stored her copy.
+    const listen = spawn(bob.bin, ['--home', bob.home, 'listen', '--json'], { env: bob.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise((ok) => listen.on('exit', ok));
+    try {
+      let res;
+      await waitFor('bob\'s live channel', async () => {
+        res = await alice.send('bob', 'are you listening?', { ttl: 60 });
+        return res.devices[0].status === 'delivered';
+      }, 30_000, 300);
+      const sent = await alice.send('bob', 'race', { ttl: 600 });
+      assert.equal(sent.devices[0].status, 'delivered');
+      await waitFor('the delivered state of a message bob got live', async () =>
+        (await alice.messages('bob')).find((m) => m.id === sent.id)?.state === 'delivered', 10_000);
+    } finally {
+      listen.kill('SIGINT');
+      await exited;
+    }
+  });
+
   await t.test('a group made by the CLI reaches the JS member', async () => {
     const g = nextEvent(alice, 'group', (x) => x.name === 'pair', 30_000);
     await bob.run('group', 'create', 'pair', 'alice');

@@ -79,6 +79,7 @@ export class Account extends EventTarget {
   #closed = false;
   #delivered = new Map(); // sender -> envelopes awaiting a delivered receipt
   #deliveredTimer = null;
+  #early = new Map(); // message ID -> {kind, at}: receipts that came before our own copy was stored
   connection = 'offline';
 
   /**
@@ -641,6 +642,11 @@ export class Account extends EventTarget {
       const i = env.devices.findIndex((d) => d.user === this.user && d.device === this.device);
       if (i >= 0) {
         await this.#storeEnvelope(conv.key, true, env, P.forDevice(env, i));
+        const early = this.#early.get(env.id);
+        if (early) {
+          this.#early.delete(env.id);
+          await this.#store.setMessageState(env.id, early.kind);
+        }
         for (const { att, encrypted } of kept) await this.#store.putBlob(env.id, P.toHex(att.blobID), encrypted, env.expires());
         this.#schedule();
       }
@@ -823,6 +829,10 @@ export class Account extends EventTarget {
           const m = await this.#store.getMessage(id);
           if (m && m.outgoing && m.state !== 'read') await this.#store.setMessageState(id, rc.kind);
           about ??= m?.conversation ?? null;
+          // A receipt can overtake the sender's own copy: the server
+          // answers a send only once the recipient acknowledged it, and a
+          // recipient may send its receipt at once. Kept for the copy.
+          if (!m) this.#earlyReceipt(id, rc.kind);
         }
         this.#emit('receipt', { from: env.sender, kind: rc.kind, ids: r.eventIDs, conversation: about ?? 'u:' + env.sender });
         break;
@@ -839,6 +849,13 @@ export class Account extends EventTarget {
         break;
       }
     }
+  }
+
+  #earlyReceipt(id, kind) {
+    const now = this.now();
+    for (const [k, v] of this.#early) if (v.at < now - 60_000) this.#early.delete(k);
+    if (this.#early.size >= 1000) return;
+    if (this.#early.get(id)?.kind !== 'read') this.#early.set(id, { kind, at: now });
   }
 
   // deliveredLater queues a delivered receipt: what arrives together (a
