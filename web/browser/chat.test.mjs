@@ -94,12 +94,14 @@ test('a reload keeps the identity and the unexpired history, and drops the expir
   const keep = `this one stays for an hour (${Date.now()})`;
   const brief = `this one lasts 40 seconds (${Date.now()})`;
   await send(alice.page, keep, { ttl: '1 hour' });
-  const briefSent = await send(alice.page, brief, { ttl: 40 });
+  const briefSent = await send(alice.page, brief, { ttl: 40, files: [{ name: 'brief.txt', mimeType: 'text/plain', buffer: Buffer.from('gone in 40 seconds') }] });
   const briefID = await messageID(briefSent);
   const briefAt = Date.now();
   await openChat(bob.page, 'Alice');
   await message(bob.page, keep).waitFor();
   await message(bob.page, brief).waitFor();
+  // Its attachment is downloaded (still encrypted) as it arrives.
+  await waitFor("bob's browser to store the attachment", async () => (await storedMessage(bob.page, briefID)).blobs === 1, 15_000);
 
   // A plain reload: same account, both messages still there.
   await bob.page.reload();
@@ -126,7 +128,7 @@ test('a reload keeps the identity and the unexpired history, and drops the expir
   await openChat(bob.page, 'Alice');
   await message(bob.page, keep).waitFor();
   assert.equal(await message(bob.page, brief).count(), 0, 'the expired message is not shown');
-  assert.deepEqual(await storedMessage(bob.page, briefID), { message: 0, blobs: 0 }, 'the expired message is not stored');
+  assert.deepEqual(await storedMessage(bob.page, briefID), { message: 0, blobs: 0 }, 'the expired message and its attachment are not stored');
   assert.ok(await messages(bob.page).count() >= 1);
   noProblems(alice, bob);
 });
