@@ -123,6 +123,12 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     assert.equal(Buffer.from(stored.envelope).includes(Buffer.from('hello bob')), false);
   });
 
+  await t.test('an unsigned message is shown as unsigned', async () => {
+    const got = nextEvent(bob, 'message', (r) => r.message?.text === 'no signature');
+    await alice.send('bob', 'no signature', { ttl: 60, unsigned: true });
+    assert.equal((await got).signature, 'unsigned');
+  });
+
   await t.test('typing reaches the other party', async () => {
     const typing = nextEvent(bob, 'typing');
     await alice.sendTyping('bob');
