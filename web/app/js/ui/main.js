@@ -164,8 +164,10 @@ async function route() {
     firstRoute = false;
     const done = await mod.render(ctx);
     if (seq === routeSeq) {
-      const heading = main.querySelector('.conv-head h2') || main.querySelector('h1');
-      document.title = heading && heading.textContent !== 'QRTalk' ? `${heading.textContent} – QRTalk` : 'QRTalk';
+      // The welcome screen keeps the plain name, which the page has before
+      // any script runs; every other screen adds its heading.
+      const heading = name === 'join' ? null : main.querySelector('.conv-head h2') || main.querySelector('h1');
+      document.title = heading ? `${heading.textContent} – QRTalk` : 'QRTalk';
       showUnreadInTitle();
     }
     const off = () => {
