@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as proto from "../app/js/proto/index.js";
 import { channelKeys, resumptionSecret } from "../app/js/proto/channel.js";
-import { acceptResumeWithRandom, resumedKeys, ticketKey, ticketPeriod } from "../app/js/proto/resume.js";
+import { acceptResumeWithRandom, buildResume, resumedKeys, ticketKey, ticketPeriod } from "../app/js/proto/resume.js";
 import { b64, bytes, hex, rejectsWith, vectorKeys, vectors } from "./proto-helpers.mjs";
 
 const resumptions = vectors.resumptions ?? [];
@@ -47,10 +47,12 @@ test("vectors: resumptions", async (t) => {
       assert.equal(hex(keys.s2c), rv.server_to_client_key);
       assert.equal(hex(await resumptionSecret(secret, id)), rv.next_resumption_secret);
 
-      // The device's side (§18.7), with the ticket's secret.
+      // The device's side (§18.7), with the ticket's secret. Its message,
+      // given the client random, is the vector's byte for byte.
       const msg = b64(rv.resume);
       const q = proto.parseResume(msg);
       const owner = { user: proto.userIDBytes(q.user), device: proto.deviceIDBytes(q.device), serverFP: q.serverFP.bytes() };
+      assert.deepEqual(await buildResume(owner, q.time, msg.subarray(66, 98), msg.subarray(98, 220), rs), msg);
       const device = await new proto.Resumption(msg, q.time, rs.slice(), owner).finish(b64(rv.answer), rv.now_ms);
       assert.equal(device.id, rv.session_id);
       assert.equal(device.expires, rv.expires_ms);

@@ -180,9 +180,14 @@ export async function resume(t, now) {
   if (at >= t.expires) fail("expired", `ticket ended at ${formatTime(t.expires)}`);
   const { sealed, secret } = Ticket._take(t);
   const owner = { user: userIDBytes(t.user), device: deviceIDBytes(t.device), serverFP: t.server.bytes() };
-  const maced = concat(u8(VERSION), u8(TYPE_RESUME), owner.user, owner.device, owner.serverFP, i64(at), randomBytes(RANDOM_SIZE), sealed);
-  const message = concat(maced, await binder(secret, sealed.subarray(6, 22), maced));
+  const message = await buildResume(owner, at, randomBytes(RANDOM_SIZE), sealed, secret);
   return { resumption: new Resumption(message, at, secret, owner), message };
+}
+
+/** The resume message (§18.5) of a ticket. Not part of the public API (tests give the client random). */
+export async function buildResume(owner, at, clientRandom, sealed, secret) {
+  const maced = concat(u8(VERSION), u8(TYPE_RESUME), owner.user, owner.device, owner.serverFP, i64(at), clientRandom, sealed);
+  return concat(maced, await binder(secret, sealed.subarray(6, 22), maced));
 }
 
 /** Reports whether a body sent to the session route is a resume message rather than a setup. */
