@@ -191,12 +191,18 @@ async function conversation(ctx, pane, key) {
             const nit = { r, urls: [] };
             nit.li = messageItem(ctx, nit);
             items.set(r.id, nit);
-            log.append(nit.li);
+            // In order of sending: a message queued while this device was
+            // offline may arrive after newer ones.
+            let later = null;
+            for (const o of items.values()) {
+              if (o !== nit && o.r.sent > r.sent && o.li.isConnected && (!later || o.r.sent < later.r.sent)) later = o;
+            }
+            if (later) log.insertBefore(nit.li, later.li);
+            else log.append(nit.li);
           }
         }
         for (const id of [...items.keys()]) if (!seen.has(id)) removeItem(id);
-        if (!items.size) log.append(emptyNote(log));
-        else log.querySelector('.empty')?.remove();
+        if (!items.size) { if (!log.querySelector('.empty')) log.append(emptyNote()); } else log.querySelector('.empty')?.remove();
         if (atBottom) log.scrollTop = log.scrollHeight;
       } while (again);
     })().finally(() => { reloading = null; });
@@ -248,7 +254,7 @@ async function conversation(ctx, pane, key) {
       if (left <= 0) removeItem(id);
       else setCountdown(it.countdown, left);
     }
-    if (!items.size && !log.querySelector('.empty')) log.append(emptyNote(log));
+    if (!items.size && !log.querySelector('.empty')) log.append(emptyNote());
   }, 1000);
 
   composer.focus();
