@@ -133,6 +133,20 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     const typing = nextEvent(bob, 'typing');
     await alice.sendTyping('bob');
     assert.equal((await typing).from, alice.user);
+    // Typing events (and receipts) reuse a device list verified in the
+    // last 30 s: the server limits key directory lookups per device.
+    const conn = await alice.conn();
+    const real = conn.directory;
+    let lookups = 0;
+    conn.directory = (u) => { lookups++; return real.call(conn, u); };
+    try {
+      for (let i = 0; i < 3; i++) await alice.sendTyping('bob');
+      assert.equal(lookups, 0);
+      await alice.send('bob', 'a message looks again', { ttl: 60 });
+      assert.equal(lookups, 2, 'bob and alice herself');
+    } finally {
+      conn.directory = real;
+    }
   });
 
   await t.test('queued while offline, queued first on reconnect', async () => {

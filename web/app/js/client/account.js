@@ -28,6 +28,8 @@ export const MAX_TTL = 7 * 24 * 3600;
 const DEFAULT_TTL = 3600;
 const TYPING_TTL = 10;
 const MAX_TIMER = 2 ** 31 - 1;
+// How long a verified device list serves receipts and typing events.
+const DEVICE_CACHE = 30_000;
 // Delivered receipts wait this long for more messages of the same sender.
 const RECEIPT_DELAY = 200;
 // Events the tab holding the live channel relays to the device's other tabs.
@@ -79,6 +81,7 @@ export class Account extends EventTarget {
   #closed = false;
   #delivered = new Map(); // sender -> envelopes awaiting a delivered receipt
   #deliveredTimer = null;
+  #deviceCache = new Map(); // user -> {at, identity, certs}: verified lists, for receipts and typing
   #early = new Map(); // message ID -> {kind, at}: receipts that came before our own copy was stored
   connection = 'offline';
 
@@ -394,10 +397,15 @@ export class Account extends EventTarget {
 
   // contactDevices fetches a contact's devices verified under the pinned
   // key. Another key on the server marks the contact changed and stops.
-  async #contactDevices(c) {
+  // With cached, a list verified in the last 30 s is used again: receipts
+  // and typing events (whose loss is harmless) then cost no key directory
+  // lookup, which the server limits per device (2/s). Messages always look.
+  async #contactDevices(c, cached = false) {
     if (c.pending) {
       throw new ClientError('key-changed', `${c.name}'s identity key changed: check the new fingerprint with them, then accept it. Nothing was sent`);
     }
+    const hit = this.#deviceCache.get(c.user);
+    if (cached && hit && this.now() - hit.at < DEVICE_CACHE && P.bytesEqual(hit.identity, c.identity)) return hit.certs;
     const conn = await this.conn();
     const dir = await conn.directory(c.user);
     if (!P.bytesEqual(dir.identityKey, c.identity)) {
@@ -408,11 +416,15 @@ export class Account extends EventTarget {
       this.#emit('contact-changed', await this.#contactView(cur));
       throw new ClientError('key-changed', `${c.name}'s identity key changed: check the new fingerprint with them, then accept it. Nothing was sent`);
     }
+    let certs;
     try {
-      return await P.verifyDeviceList(await this.#key(c.identity), c.user, dir.devices, dir.revocations);
+      certs = await P.verifyDeviceList(await this.#key(c.identity), c.user, dir.devices, dir.revocations);
     } catch (e) {
+      this.#deviceCache.delete(c.user);
       throw new ClientError('mismatch', `the device list of ${c.name} does not verify under the pinned key: ${e.message}`, e);
     }
+    this.#deviceCache.set(c.user, { at: this.now(), identity: c.identity, certs });
+    return certs;
   }
 
   /** ownDevices: this user's devices, verified under its own identity key. */
@@ -660,7 +672,7 @@ export class Account extends EventTarget {
   async #recipientDevices(conv, ownToo) {
     const out = [];
     for (const c of conv.members) {
-      for (const cert of await this.#contactDevices(c)) out.push({ user: cert.user, device: cert.device, key: cert.encryptionKey });
+      for (const cert of await this.#contactDevices(c, !ownToo)) out.push({ user: cert.user, device: cert.device, key: cert.encryptionKey });
     }
     if (!ownToo) {
       if (out.length === 0) throw new ClientError('no-device', `${conv.name} has no device to send to`);
@@ -923,7 +935,8 @@ export class Account extends EventTarget {
         unread.get(env.sender).push(env);
       }
     }
-    for (const envs of unread.values()) await this.#sendReceipts(envs, 'read').catch(() => {});
+    // Not awaited: showing the messages does not wait for the network.
+    for (const envs of unread.values()) this.#sendReceipts(envs, 'read').catch(() => {});
     return out;
   }
 
