@@ -111,7 +111,10 @@ async function conversation(ctx, pane, key) {
   const heading = h('h2', { id: headingId, text: title() });
   const headInfo = h('div', { class: 'conv-info' });
   const banner = h('div', { class: 'banner-slot' });
-  const log = h('ol', { class: 'messages', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages' });
+  // The log (announced as messages arrive) scrolls; the list inside keeps
+  // list semantics for its items.
+  const list = h('ol', { class: 'message-list' });
+  const log = h('div', { class: 'messages', role: 'log', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': 'Messages' }, list);
   const typing = h('p', { class: 'typing', 'aria-live': 'polite' });
   const composer = composerForm(ctx, key, () => title(), {
     sent: () => reload(),
@@ -197,12 +200,12 @@ async function conversation(ctx, pane, key) {
             for (const o of items.values()) {
               if (o !== nit && o.r.sent > r.sent && o.li.isConnected && (!later || o.r.sent < later.r.sent)) later = o;
             }
-            if (later) log.insertBefore(nit.li, later.li);
-            else log.append(nit.li);
+            if (later) list.insertBefore(nit.li, later.li);
+            else list.append(nit.li);
           }
         }
         for (const id of [...items.keys()]) if (!seen.has(id)) removeItem(id);
-        if (!items.size) { if (!log.querySelector('.empty')) log.append(emptyNote()); } else log.querySelector('.empty')?.remove();
+        if (!items.size) { if (!list.querySelector('.empty')) list.append(emptyNote()); } else list.querySelector('.empty')?.remove();
         if (atBottom) log.scrollTop = log.scrollHeight;
       } while (again);
     })().finally(() => { reloading = null; });
@@ -254,7 +257,7 @@ async function conversation(ctx, pane, key) {
       if (left <= 0) removeItem(id);
       else setCountdown(it.countdown, left);
     }
-    if (!items.size && !log.querySelector('.empty')) log.append(emptyNote());
+    if (!items.size && !list.querySelector('.empty')) list.append(emptyNote());
   }, 1000);
 
   composer.focus();
