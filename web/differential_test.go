@@ -11,6 +11,7 @@ package web_test
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -199,6 +200,11 @@ func TestInteropDifferential(t *testing.T) {
 	w.Close()
 	code, _ := protocol.NewLinkCode(p.serverURL, serverFP, p.alice)
 	linkReq, _ := protocol.SealLinkRequest(code, protocol.LinkRequest{Device: p.aliceLaptop, EncryptionKey: p.laptopEnc.Public(), AuthKey: p.aliceAuth.Public()})
+	var encoded struct{ Plaintext []byte }
+	js.must("encode_message", map[string]any{"message": messageArgs(&protocol.Message{ContentType: "text/plain; charset=utf-8", GroupID: bytes.Repeat([]byte{7}, 16), Body: []byte("body"),
+		Attachments: []protocol.Attachment{{BlobID: [16]byte{1}, Key: [32]byte{2}, SHA256: [32]byte{3}, Size: 1 << 50, Name: "naïve.txt", MediaType: "text/plain"},
+			{Name: "", MediaType: ""}}})}, &encoded)
+	plaintext := encoded.Plaintext
 	card := protocol.ContactCard{Server: p.serverURL, ServerFP: serverFP, User: p.alice, Identity: protocol.IdentityFingerprint(p.aliceID.Public())}
 	invite := protocol.Invite{Server: p.serverURL, ServerFP: serverFP, Token: "Zq3vK9xR2mT8wLp4Yh6NcE"}
 
@@ -215,10 +221,10 @@ func TestInteropDifferential(t *testing.T) {
 
 	type seed struct {
 		n    int
-		make func(r *rand.Rand) checkCase
+		make func(r *rand.Rand, js *jsNode) checkCase
 	}
 	seeds := map[string]seed{
-		"public_key": {150, func(r *rand.Rand) checkCase {
+		"public_key": {150, func(r *rand.Rand, _ *jsNode) checkCase {
 			return bytesCase("public_key", mutateBytes(r, pub(p.bobID)), nil, func(d []byte) (string, error) {
 				k, err := protocol.ParsePublicKey(d)
 				if err != nil {
@@ -227,7 +233,7 @@ func TestInteropDifferential(t *testing.T) {
 				return b64(k.Bytes()), nil
 			})
 		}},
-		"private_key": {60, func(r *rand.Rand) checkCase {
+		"private_key": {60, func(r *rand.Rand, _ *jsNode) checkCase {
 			return bytesCase("private_key", mutateBytes(r, p.bobID.Bytes()), nil, func(d []byte) (string, error) {
 				k, err := protocol.ParsePrivateKey(d)
 				if err != nil {
@@ -236,7 +242,7 @@ func TestInteropDifferential(t *testing.T) {
 				return b64(k.Public().Bytes()), nil
 			})
 		}},
-		"cert": {100, func(r *rand.Rand) checkCase {
+		"cert": {100, func(r *rand.Rand, _ *jsNode) checkCase {
 			return bytesCase("cert", mutateBytes(r, cert.Bytes()), map[string]any{"identity": pub(p.aliceID)}, func(d []byte) (string, error) {
 				c, err := protocol.ParseDeviceCert(d)
 				if err == nil {
@@ -248,7 +254,7 @@ func TestInteropDifferential(t *testing.T) {
 				return fmt.Sprintf("%s/%s/%d", c.User, c.Device, c.Created.UnixMilli()), nil
 			})
 		}},
-		"revocation": {60, func(r *rand.Rand) checkCase {
+		"revocation": {60, func(r *rand.Rand, _ *jsNode) checkCase {
 			return bytesCase("revocation", mutateBytes(r, rev.Bytes()), map[string]any{"identity": pub(p.aliceID)}, func(d []byte) (string, error) {
 				v, err := protocol.ParseRevocation(d)
 				if err == nil {
@@ -260,7 +266,7 @@ func TestInteropDifferential(t *testing.T) {
 				return fmt.Sprintf("%s/%s/%d", v.User, v.Device, v.Revoked.UnixMilli()), nil
 			})
 		}},
-		"envelope": {120, func(r *rand.Rand) checkCase {
+		"envelope": {120, func(r *rand.Rand, _ *jsNode) checkCase {
 			extra := map[string]any{"user": p.bob.String(), "device": p.bobPhone.String(), "key": p.bobEnc.Bytes(), "identity": pub(p.aliceID), "now_ms": ms}
 			return bytesCase("envelope", mutateBytes(r, env), extra, func(d []byte) (string, error) {
 				e, err := protocol.ParseEnvelope(d)
@@ -271,10 +277,27 @@ func TestInteropDifferential(t *testing.T) {
 				if err != nil {
 					return "", err
 				}
-				return fmt.Sprintf("%s/%s/%s", status, m.ContentType, b64(m.Body)), nil
+				return describe(status, m), nil
 			})
 		}},
-		"setup": {80, func(r *rand.Rand) checkCase {
+		"plaintext": {150, func(r *rand.Rand, js *jsNode) checkCase {
+			var sealed struct{ Envelope []byte }
+			js.must("seal_plaintext", map[string]any{"plaintext": mutateBytes(r, plaintext), "user": p.alice.String(), "device": p.alicePhone.String(),
+				"to_user": p.bob.String(), "to_device": p.bobPhone.String(), "to_key": pub(p.bobEnc), "sent_ms": ms}, &sealed)
+			extra := map[string]any{"user": p.bob.String(), "device": p.bobPhone.String(), "key": p.bobEnc.Bytes(), "now_ms": ms}
+			return bytesCase("envelope", sealed.Envelope, extra, func(d []byte) (string, error) {
+				e, err := protocol.ParseEnvelope(d)
+				if err != nil {
+					return "", err
+				}
+				m, status, err := e.Open(protocol.Recipient{User: p.bob, Device: p.bobPhone, Key: p.bobEnc}, nil, time.UnixMilli(ms))
+				if err != nil {
+					return "", err
+				}
+				return describe(status, m), nil
+			})
+		}},
+		"setup": {80, func(r *rand.Rand, _ *jsNode) checkCase {
 			extra := map[string]any{"key": p.server.Bytes(), "identity": pub(p.aliceAuth), "now_ms": ms}
 			return bytesCase("setup", mutateBytes(r, setup), extra, func(d []byte) (string, error) {
 				s, err := protocol.ParseChannelSetup(d)
@@ -288,7 +311,7 @@ func TestInteropDifferential(t *testing.T) {
 				return ss.ID().String(), nil
 			})
 		}},
-		"blob": {100, func(r *rand.Rand) checkCase {
+		"blob": {100, func(r *rand.Rand, _ *jsNode) checkCase {
 			return bytesCase("blob", mutateBytes(r, blob.Bytes()), map[string]any{"key": blobKey[:]}, func(d []byte) (string, error) {
 				rd, err := protocol.DecryptBlob(bytes.NewReader(d), blobKey)
 				if err != nil {
@@ -301,7 +324,7 @@ func TestInteropDifferential(t *testing.T) {
 				return b64(plain), nil
 			})
 		}},
-		"link_request": {60, func(r *rand.Rand) checkCase {
+		"link_request": {60, func(r *rand.Rand, _ *jsNode) checkCase {
 			c := bytesCase("link_request", mutateBytes(r, linkReq), map[string]any{"text": code.URI()}, func(d []byte) (string, error) {
 				req, err := protocol.OpenLinkRequest(code, d)
 				if err != nil {
@@ -311,7 +334,7 @@ func TestInteropDifferential(t *testing.T) {
 			})
 			return c
 		}},
-		"public_key_pem": {150, func(r *rand.Rand) checkCase {
+		"public_key_pem": {150, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("public_key_pem", mutatePEM(r, string(p.bobID.Public().PEM())), func(s string) (string, error) {
 				k, err := protocol.ParsePublicKeyPEM([]byte(s))
 				if err != nil {
@@ -320,7 +343,7 @@ func TestInteropDifferential(t *testing.T) {
 				return b64(k.Bytes()), nil
 			})
 		}},
-		"private_key_pem": {60, func(r *rand.Rand) checkCase {
+		"private_key_pem": {60, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("private_key_pem", mutatePEM(r, string(p.bobID.PEM())), func(s string) (string, error) {
 				k, err := protocol.ParsePrivateKeyPEM([]byte(s))
 				if err != nil {
@@ -329,7 +352,7 @@ func TestInteropDifferential(t *testing.T) {
 				return b64(k.Public().Bytes()), nil
 			})
 		}},
-		"frame": {100, func(r *rand.Rand) checkCase {
+		"frame": {100, func(r *rand.Rand, _ *jsNode) checkCase {
 			extra := map[string]any{"setup": setup, "key": p.server.Bytes(), "identity": pub(p.aliceAuth), "now_ms": ms, "method": "POST", "path": "/v1/send"}
 			return bytesCase("frame", mutateBytes(r, request), extra, func(d []byte) (string, error) {
 				s, _ := protocol.ParseChannelSetup(setup)
@@ -344,7 +367,7 @@ func TestInteropDifferential(t *testing.T) {
 				return fmt.Sprintf("%d/%s", ctr, b64(body)), nil
 			})
 		}},
-		"resume": {120, func(r *rand.Rand) checkCase {
+		"resume": {120, func(r *rand.Rand, _ *jsNode) checkCase {
 			extra := map[string]any{"key": p.server.Bytes(), "now_ms": ms}
 			return bytesCase("resume", mutateBytes(r, resumeMsg), extra, func(d []byte) (string, error) {
 				q, err := protocol.ParseResume(d)
@@ -357,25 +380,25 @@ func TestInteropDifferential(t *testing.T) {
 				return fmt.Sprintf("%s/%s", q.User, q.Device), nil
 			})
 		}},
-		"contact": {250, func(r *rand.Rand) checkCase {
+		"contact": {250, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("contact", mutateString(r, card.URI()), func(s string) (string, error) {
 				c, err := protocol.ParseContactCard(s)
 				return c.URI(), err
 			})
 		}},
-		"invite": {150, func(r *rand.Rand) checkCase {
+		"invite": {150, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("invite", mutateString(r, invite.URI()), func(s string) (string, error) {
 				i, err := protocol.ParseInvite(s)
 				return i.URI(), err
 			})
 		}},
-		"link": {150, func(r *rand.Rand) checkCase {
+		"link": {150, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("link", mutateString(r, code.URI()), func(s string) (string, error) {
 				c, err := protocol.ParseLinkCode(s)
 				return c.URI(), err
 			})
 		}},
-		"server_url": {400, func(r *rand.Rand) checkCase {
+		"server_url": {400, func(r *rand.Rand, _ *jsNode) checkCase {
 			bases := []string{p.serverURL, "https://[2001:db8::1]:443/a/b/", "https://10.0.0.1", "HTTPS://Host.Example/x%2Fy", "https://[::ffff:1.2.3.4]"}
 			s := mutateString(r, bases[r.IntN(len(bases))])
 			if r.IntN(3) == 0 {
@@ -383,20 +406,20 @@ func TestInteropDifferential(t *testing.T) {
 			}
 			return textCase("server_url", s, protocol.CheckServerURL)
 		}},
-		"user_id": {150, func(r *rand.Rand) checkCase {
+		"user_id": {150, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("user_id", mutateString(r, p.alice.String()), func(s string) (string, error) {
 				u, err := protocol.ParseUserID(s)
 				return u.String(), err
 			})
 		}},
-		"fingerprint": {100, func(r *rand.Rand) checkCase {
+		"fingerprint": {100, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("fingerprint", mutateString(r, serverFP.String()), func(s string) (string, error) {
 				f, err := protocol.ParseFingerprint(s)
 				return f.String(), err
 			})
 		}},
 	}
-	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "resume", "cert", "revocation", "envelope", "setup", "blob", "link_request", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
+	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "resume", "plaintext", "cert", "revocation", "envelope", "setup", "blob", "link_request", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
 		t.Run(kind, func(t *testing.T) {
 			js := js.with(t)
 			s := seeds[kind]
@@ -404,7 +427,7 @@ func TestInteropDifferential(t *testing.T) {
 			codes := map[string]int{}
 			n := s.n * int(differentialScale)
 			for i := 0; i < n && failures < 10; i++ {
-				c := s.make(r)
+				c := s.make(r, js)
 				goResult, goErr := c.goFn()
 				var got struct{ Code, Result string }
 				js.must("check", mergeArgs(map[string]any{"kind": c.kind}, c.args), &got)
@@ -424,6 +447,16 @@ func TestInteropDifferential(t *testing.T) {
 			t.Logf("%d inputs, outcomes %v", n, codes)
 		})
 	}
+}
+
+// describe is the text an opened message is compared by (as interop.mjs writes it).
+func describe(status protocol.SignatureStatus, m *protocol.Message) string {
+	parts := []string{status.String(), m.ContentType, b64(m.Body), hex.EncodeToString(m.GroupID)}
+	for _, a := range m.Attachments {
+		parts = append(parts, strings.Join([]string{hex.EncodeToString(a.BlobID[:]), hex.EncodeToString(a.Key[:]), hex.EncodeToString(a.SHA256[:]),
+			strconv.FormatUint(a.Size, 10), b64([]byte(a.Name)), a.MediaType}, ":"))
+	}
+	return strings.Join(parts, "/")
 }
 
 func mergeArgs(a, b map[string]any) map[string]any {
