@@ -199,7 +199,13 @@ func TestInteropDifferential(t *testing.T) {
 	w.Write(bytes.Repeat([]byte("attachment "), 7000))
 	w.Close()
 	code, _ := protocol.NewLinkCode(p.serverURL, serverFP, p.alice)
-	linkReq, _ := protocol.SealLinkRequest(code, protocol.LinkRequest{Device: p.aliceLaptop, EncryptionKey: p.laptopEnc.Public(), AuthKey: p.aliceAuth.Public()})
+	linkDevice := protocol.LinkRequest{Device: p.aliceLaptop, EncryptionKey: p.laptopEnc.Public(), AuthKey: p.aliceAuth.Public()}
+	linkReq, _ := protocol.SealLinkRequest(code, linkDevice)
+	// The plaintexts of section 17.5, written out here (their encoders are unexported).
+	var16 := func(b []byte) []byte { return append([]byte{byte(len(b) >> 8), byte(len(b))}, b...) }
+	linkReqPlain := append(append(bytes.Clone(p.aliceLaptop[:]), var16(pub(p.laptopEnc))...), var16(pub(p.aliceAuth))...)
+	linkCert, _ := protocol.CertifyDevice(p.aliceID, p.alice, p.aliceLaptop, p.laptopEnc.Public(), p.aliceAuth.Public(), now)
+	linkRespPlain := append(append(bytes.Clone(p.alice[:]), var16(p.aliceID.Bytes())...), var16(linkCert.Bytes())...)
 	var encoded struct{ Plaintext []byte }
 	js.must("encode_message", map[string]any{"message": messageArgs(&protocol.Message{ContentType: "text/plain; charset=utf-8", GroupID: bytes.Repeat([]byte{7}, 16), Body: []byte("body"),
 		Attachments: []protocol.Attachment{{BlobID: [16]byte{1}, Key: [32]byte{2}, SHA256: [32]byte{3}, Size: 1 << 50, Name: "naïve.txt", MediaType: "text/plain"},
@@ -380,6 +386,29 @@ func TestInteropDifferential(t *testing.T) {
 				return fmt.Sprintf("%s/%s", q.User, q.Device), nil
 			})
 		}},
+		"link_request_plain": {100, func(r *rand.Rand, js *jsNode) checkCase {
+			var sealed struct{ Message []byte }
+			js.must("seal_link_plain", map[string]any{"uri": code.URI(), "type": 7, "plaintext": mutateBytes(r, linkReqPlain)}, &sealed)
+			return bytesCase("link_request", sealed.Message, map[string]any{"text": code.URI()}, func(d []byte) (string, error) {
+				req, err := protocol.OpenLinkRequest(code, d)
+				if err != nil {
+					return "", err
+				}
+				return req.Device.String(), nil
+			})
+		}},
+		"link_response_plain": {100, func(r *rand.Rand, js *jsNode) checkCase {
+			var sealed struct{ Message []byte }
+			js.must("seal_link_plain", map[string]any{"uri": code.URI(), "type": 8, "plaintext": mutateBytes(r, linkRespPlain)}, &sealed)
+			extra := map[string]any{"text": code.URI(), "device": linkDevice.Device.String(), "enc": pub(p.laptopEnc), "auth": pub(p.aliceAuth)}
+			return bytesCase("link_response", sealed.Message, extra, func(d []byte) (string, error) {
+				resp, err := protocol.OpenLinkResponse(code, &linkDevice, d)
+				if err != nil {
+					return "", err
+				}
+				return fmt.Sprintf("%s/%s/%s", resp.User, b64(resp.Identity.Public().Bytes()), b64(resp.Cert.Bytes())), nil
+			})
+		}},
 		"contact": {250, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("contact", mutateString(r, card.URI()), func(s string) (string, error) {
 				c, err := protocol.ParseContactCard(s)
@@ -419,7 +448,7 @@ func TestInteropDifferential(t *testing.T) {
 			})
 		}},
 	}
-	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "resume", "plaintext", "cert", "revocation", "envelope", "setup", "blob", "link_request", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
+	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "resume", "plaintext", "cert", "revocation", "envelope", "setup", "blob", "link_request", "link_request_plain", "link_response_plain", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
 		t.Run(kind, func(t *testing.T) {
 			js := js.with(t)
 			s := seeds[kind]

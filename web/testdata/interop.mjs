@@ -8,6 +8,7 @@
 import { createInterface } from "node:readline";
 import * as proto from "../app/js/proto/index.js";
 import { sealPlaintext } from "../app/js/proto/envelope.js";
+import { sealLinkMessage } from "../app/js/proto/provision.js";
 
 const b64 = (s) => (s ? proto.fromBase64(s) : new Uint8Array(0));
 const enc = (b) => proto.toBase64(b);
@@ -134,6 +135,9 @@ const ops = {
     );
     return { envelope: enc(env) };
   },
+  async seal_link_plain(r) {
+    return { message: enc(await sealLinkMessage(proto.parseLinkCode(r.uri), r.type, b64(r.plaintext))) };
+  },
   // Resumption, device in JS.
   async client_ticket(r) {
     const t = await state.get(r.name).ticket(b64(r.ticket), r.now_ms);
@@ -238,6 +242,11 @@ const checks = {
     const q = proto.parseResume(b64(r.data));
     await (await ticketKeys(r.key)).check(q, r.now_ms);
     return `${q.user}/${q.device}`;
+  },
+  link_response: async (r) => {
+    const req = { device: r.device, encryptionKey: pub(r.enc), authKey: pub(r.auth) };
+    const resp = await proto.openLinkResponse(proto.parseLinkCode(r.text), req, b64(r.data));
+    return `${resp.user}/${enc(resp.identity.public().bytes())}/${enc(resp.cert.bytes())}`;
   },
   contact: (r) => proto.parseContactCard(r.text).uri(),
   invite: (r) => proto.parseInvite(r.text).uri(),
