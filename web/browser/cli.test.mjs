@@ -9,7 +9,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   startServer, launchBrowser, newUser, stopAll, cliUser, tempDir, desktop, TEST_TIMEOUT, STEP_TIMEOUT,
-  joinWithInvite, myCode, addContact, openChat, send, message, messageID,
+  joinWithInvite, myCode, addContact, openChat, send, message, messageID, goTo, outcome, conversation,
 } from './harness.mjs';
 
 let server, browser, alice, carol, dir, ready = false;
@@ -123,6 +123,39 @@ test("a browser user sees the CLI user's delivered and read receipts", { timeout
   await out.getByLabel('Delivered', { exact: true }).waitFor({ timeout: 15_000 });
   await carol.run('read', 'alice');
   await out.getByLabel('Read', { exact: true }).waitFor({ timeout: 15_000 });
+  await listen.stop();
+  assert.deepEqual(alice.problems, [], 'errors in the page');
+});
+
+test('a browser user makes a group with a CLI user, and both write to it', { timeout: TEST_TIMEOUT }, async () => {
+  assert.ok(ready, 'needs the contacts of the first test');
+  const page = alice.page;
+  const listen = carol.start('listen', '--json');
+  await goTo(page, 'Chats');
+  await page.getByRole('button', { name: 'New group' }).click();
+  const dialog = page.getByRole('dialog', { name: 'New group' });
+  await dialog.getByLabel('Group name').fill('team');
+  await dialog.getByRole('checkbox', { name: 'Carol' }).check();
+  await dialog.getByRole('button', { name: 'Create group' }).click();
+  await outcome('creating the group', () => dialog.count().then((n) => n === 0), dialog.getByRole('alert'));
+  await conversation(page, 'team').waitFor();
+
+  // The CLI learns of the group, and writes to it by its name.
+  await listen.json((m) => m.type === 'group');
+  const groups = await carol.json('groups', '--json');
+  assert.equal(groups.length, 1, `carol's groups: ${JSON.stringify(groups)}`);
+  const hi = `hi team, from the command line (${Date.now()})`;
+  await carol.run('send', 'team', hi);
+  const got = message(page, hi);
+  await got.waitFor();
+  assert.equal(await got.getAttribute('aria-label'), 'Message from Carol');
+
+  // And the browser's message to the group reaches the CLI, in the group.
+  const reply = `hi carol, from the browser (${Date.now()})`;
+  await send(page, reply);
+  const m = await listen.json((m) => m.type === 'message' && m.text === reply);
+  assert.equal(m.conversation, 'team', 'the conversation of the group message');
+  assert.equal(m.signature, 'verified');
   await listen.stop();
   assert.deepEqual(alice.problems, [], 'errors in the page');
 });
