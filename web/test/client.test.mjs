@@ -299,8 +299,15 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     const carol = accounts.carol;
     const before = await alice.contact('carol');
     assert.equal(before.trust, 'unverified');
+    const got = nextEvent(alice, 'message', (r) => r.message?.text === 'from carol');
+    await carol.send('alice', 'from carol', { ttl: 600 });
+    const fromCarol = await got;
+    assert.equal(fromCarol.signature, 'unverified key');
+    const shown = async () => (await alice.messages('carol')).find((m) => m.id === fromCarol.id).signature;
+    assert.equal(await shown(), 'unverified key');
     await assert.rejects(alice.verifyContact('carol', '00000 '.repeat(8)), (e) => e.code === 'mismatch');
     assert.equal((await alice.verifyContact('carol', carol.fingerprintNumeric)).trust, 'verified');
+    assert.equal(await shown(), 'verified', 'the list shown again follows the verification');
     // Carol deletes her account; her ID is registered again with a new key.
     carol.close();
     await carol.deleteAccount();
@@ -317,6 +324,7 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     await assert.rejects(alice.acceptKeyChange('carol', before.fingerprint), (e) => e.code === 'key-changed', 'another fingerprint than the one shown');
     const accepted = await alice.acceptKeyChange('carol', c.pendingFingerprint);
     assert.equal(accepted.trust, 'unverified');
+    assert.equal(await shown(), 'invalid', 'signed by the old key: it does not verify under the new one');
     const res = await alice.send('carol', 'welcome back', { ttl: 60 });
     assert.equal(res.devices[0].status, 'queued');
   });

@@ -28,6 +28,8 @@ export const MAX_TTL = 7 * 24 * 3600;
 const DEFAULT_TTL = 3600;
 const TYPING_TTL = 10;
 const MAX_TIMER = 2 ** 31 - 1;
+// How many opened messages are kept in memory for redrawing a list.
+const OPENED_CACHE = 2000;
 // How long a verified device list serves receipts and typing events.
 const DEVICE_CACHE = 30_000;
 // Delivered receipts wait this long for more messages of the same sender.
@@ -82,6 +84,7 @@ export class Account extends EventTarget {
   #delivered = new Map(); // sender -> envelopes awaiting a delivered receipt
   #deliveredTimer = null;
   #deviceCache = new Map(); // user -> {at, identity, certs}: verified lists, for receipts and typing
+  #opened = new Map(); // message ID -> {tag, status, view}: messages opened for display (memory only)
   #early = new Map(); // message ID -> {kind, at}: receipts that came before our own copy was stored
   connection = 'offline';
 
@@ -720,6 +723,7 @@ export class Account extends EventTarget {
    */
   async expire() {
     const ids = await this.#store.deleteExpired(this.now());
+    for (const id of ids) this.#opened.delete(id);
     if (ids.length) this.#emit('expired', { ids });
     this.#schedule();
     return ids.length;
@@ -775,35 +779,59 @@ export class Account extends EventTarget {
   }
 
   // open decrypts an envelope for this device and names its signature status.
-  async #open(env) {
+  async #open(env, { cache = false } = {}) {
     const r = {
       id: env.id, conversation: '', conversationName: '', from: env.sender, fromName: '', outgoing: env.sender === this.user,
       sent: env.sent, expires: env.expires(), signature: SigInvalid, message: null, state: '', event: '', eventIDs: [],
     };
     let key = null;
     let verified = false;
+    let tag = 'none'; // which key the signature was checked with
     if (env.sender === this.user) {
-      key = this.#identityPub; verified = true; r.fromName = 'me';
+      key = this.#identityPub; verified = true; r.fromName = 'me'; tag = 'self';
     } else {
       const c = await this.#store.getContact(env.sender);
-      if (c) { key = await this.#key(c.identity); verified = !!c.verified; r.fromName = c.name; } else r.fromName = env.sender;
+      if (c) {
+        key = await this.#key(c.identity); verified = !!c.verified; r.fromName = c.name; tag = P.toHex(c.identity);
+      } else r.fromName = env.sender;
+    }
+    const show = (status, view) => {
+      if (!view) return; // invalid: never shown as content
+      if (status === 'unsigned') r.signature = SigUnsigned;
+      else if (status === 'verified' && verified) r.signature = SigVerified;
+      else r.signature = SigUnverifiedKey;
+      r.message = { ...view, attachments: view.attachments.map((a) => ({ ...a })) };
+    };
+    // A list shown again (every receipt redraws it) need not be decrypted
+    // again: RSA is slow on a phone. The result is kept in memory only, for
+    // the key it was checked with, and dropped at expiry.
+    const hit = cache ? this.#opened.get(env.id) : null;
+    if (hit && hit.tag === tag) {
+      show(hit.status, hit.view);
+      return { r, msg: null };
     }
     let opened;
     try {
       opened = await P.open(env, this.#me(), key, this.now());
     } catch {
+      if (cache) this.#remember(env.id, { tag, status: null, view: null });
       return { r, msg: null }; // never shown as content
     }
     const { message: msg, status } = opened;
-    if (status === 'unsigned') r.signature = SigUnsigned;
-    else if (status === 'verified' && verified) r.signature = SigVerified;
-    else r.signature = SigUnverifiedKey;
-    r.message = {
+    const view = {
       contentType: msg.contentType, body: msg.body, groupID: msg.groupID?.length ? P.toHex(msg.groupID) : '',
       text: msg.contentType.startsWith('text/') ? dec.decode(msg.body) : null,
       attachments: msg.attachments.map((a) => ({ blobID: P.toHex(a.blobID), name: a.name, mediaType: a.mediaType, size: Number(a.size) })),
     };
+    show(status, view);
+    if (cache) this.#remember(env.id, { tag, status, view });
     return { r, msg };
+  }
+
+  #remember(id, entry) {
+    this.#opened.delete(id);
+    this.#opened.set(id, entry);
+    if (this.#opened.size > OPENED_CACHE) this.#opened.delete(this.#opened.keys().next().value);
   }
 
   // conversationOf: the group of a group message, else the other party.
@@ -923,7 +951,7 @@ export class Account extends EventTarget {
       if (m.expires <= now) continue;
       let env;
       try { env = await P.parseEnvelope(m.envelope); } catch { continue; }
-      const { r } = await this.#open(env);
+      const { r } = await this.#open(env, { cache: true });
       r.conversation = conv.key;
       r.conversationName = conv.name;
       r.state = m.state;
@@ -1101,6 +1129,7 @@ export class Account extends EventTarget {
     clearTimeout(this.#timer);
     clearTimeout(this.#deliveredTimer);
     this.#delivered.clear();
+    this.#opened.clear();
   }
 
   async #listen() {
