@@ -441,6 +441,29 @@ func TestInteropDifferential(t *testing.T) {
 				return u.String(), err
 			})
 		}},
+		"device_id": {80, func(r *rand.Rand, _ *jsNode) checkCase {
+			return textCase("device_id", mutateString(r, p.bobPhone.String()), func(s string) (string, error) {
+				d, err := protocol.ParseDeviceID(s)
+				return d.String(), err
+			})
+		}},
+		"message_id": {80, func(r *rand.Rand, _ *jsNode) checkCase {
+			return textCase("message_id", mutateString(r, protocol.NewMessageID().String()), func(s string) (string, error) {
+				m, err := protocol.ParseMessageID(s)
+				return m.String(), err
+			})
+		}},
+		"link_mailbox": {80, func(r *rand.Rand, _ *jsNode) checkCase {
+			return textCase("link_mailbox", mutateString(r, code.RequestMailbox().String()), func(s string) (string, error) {
+				m, err := protocol.ParseLinkMailbox(s)
+				return m.String(), err
+			})
+		}},
+		"token": {80, func(r *rand.Rand, _ *jsNode) checkCase {
+			return textCase("token", mutateString(r, invite.Token), func(s string) (string, error) {
+				return s, protocol.CheckToken(s)
+			})
+		}},
 		"fingerprint": {100, func(r *rand.Rand, _ *jsNode) checkCase {
 			return textCase("fingerprint", mutateString(r, serverFP.String()), func(s string) (string, error) {
 				f, err := protocol.ParseFingerprint(s)
@@ -448,7 +471,7 @@ func TestInteropDifferential(t *testing.T) {
 			})
 		}},
 	}
-	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "resume", "plaintext", "cert", "revocation", "envelope", "setup", "blob", "link_request", "link_request_plain", "link_response_plain", "contact", "invite", "link", "server_url", "user_id", "fingerprint"} {
+	for _, kind := range []string{"public_key", "public_key_pem", "private_key", "private_key_pem", "frame", "resume", "plaintext", "cert", "revocation", "envelope", "setup", "blob", "link_request", "link_request_plain", "link_response_plain", "contact", "invite", "link", "server_url", "user_id", "device_id", "message_id", "link_mailbox", "token", "fingerprint"} {
 		t.Run(kind, func(t *testing.T) {
 			js := js.with(t)
 			s := seeds[kind]

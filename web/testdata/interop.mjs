@@ -253,6 +253,10 @@ const checks = {
   link: (r) => proto.parseLinkCode(r.text).uri(),
   server_url: (r) => proto.checkServerURL(r.text),
   user_id: (r) => proto.parseUserID(r.text),
+  device_id: (r) => proto.parseDeviceID(r.text),
+  message_id: (r) => proto.parseMessageID(r.text),
+  link_mailbox: (r) => proto.parseLinkMailbox(r.text),
+  token: (r) => proto.checkToken(r.text),
   fingerprint: (r) => proto.parseFingerprint(r.text).toString(),
 };
 ops.check = async (r) => {
