@@ -129,6 +129,16 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     assert.equal((await got).signature, 'unsigned');
   });
 
+  await t.test('a malformed receipt is reported and acknowledged, and what follows arrives', async () => {
+    const err = nextEvent(bob, 'error', (x) => /malformed receipt/.test(x.error.message));
+    await alice.send('bob', 'this is not JSON', { ttl: 60, contentType: 'application/x.qrtalk.receipt+json' });
+    await err;
+    const next = nextEvent(bob, 'message', (r) => r.message?.text === 'after the bad receipt');
+    await alice.send('bob', 'after the bad receipt', { ttl: 60 });
+    await next;
+    assert.equal(bob.connection, 'connected', 'the channel stayed up');
+  });
+
   await t.test('typing reaches the other party', async () => {
     const typing = nextEvent(bob, 'typing');
     await alice.sendTyping('bob');

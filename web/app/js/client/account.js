@@ -564,9 +564,9 @@ export class Account extends EventTarget {
     try {
       st = JSON.parse(dec.decode(body));
     } catch {
-      throw new Error(`a malformed group state from ${from}`);
+      throw new ClientError('malformed', `a malformed group state from ${from}`);
     }
-    if (!st || !Array.isArray(st.members) || !Number.isInteger(st.version)) throw new Error(`a malformed group state from ${from}`);
+    if (!st || !Array.isArray(st.members) || !Number.isInteger(st.version)) throw new ClientError('malformed', `a malformed group state from ${from}`);
     const members = [];
     for (const m of st.members) members.push(P.parseUserID(String(m)));
     const id = P.toHex(groupID);
@@ -859,7 +859,7 @@ export class Account extends EventTarget {
         let rc;
         try { rc = JSON.parse(dec.decode(msg.body)); } catch { rc = null; }
         if (!rc || (rc.kind !== 'delivered' && rc.kind !== 'read') || !Array.isArray(rc.ids)) {
-          throw new Error(`a malformed receipt from ${env.sender}`);
+          throw new ClientError('malformed', `a malformed receipt from ${env.sender}`);
         }
         r.event = rc.kind;
         r.eventIDs = rc.ids.filter((id) => typeof id === 'string');
@@ -1053,7 +1053,11 @@ export class Account extends EventTarget {
     try {
       return { id, received: await this.receive(raw) };
     } catch (error) {
-      if (error instanceof APIError || error?.code === 'api') throw error;
+      // What the message says can be wrong (a malformed receipt or group
+      // state): reported and acknowledged, never retried. Anything else (the
+      // server, the store: a full disk) is not acknowledged, so the message
+      // stays queued and comes again.
+      if (error instanceof APIError || typeof error?.code !== 'string' || error.code === 'api') throw error;
       this.#emit('error', { error });
       return { id, received: null };
     }
