@@ -11,7 +11,7 @@
 
 import { fail, withContext } from "./errors.js";
 import { checkBytes, concat, constantTimeEqual, formatTime, i64, labeled, Reader, readHeader, toHex, toMillis, u32, u8, VERSION } from "./wire.js";
-import { aesKey, gcmOpen, gcmSeal, hkdf32, hmac, LABEL, NONCE_SIZE, randomBytes, sha256, TAG_SIZE } from "./primitives.js";
+import { aesKey, gcmOpen, gcmSeal, hkdf32, hmac, LABEL, NONCE_SIZE, randomBytes, sha256 } from "./primitives.js";
 import { deviceIDBytes, deviceIDString, DEVICE_ID_SIZE, userIDBytes, userIDString, USER_ID_SIZE } from "./ids.js";
 import { PrivateKey } from "./keys.js";
 import { Fingerprint, FINGERPRINT_SIZE, serverFingerprint } from "./fingerprint.js";
