@@ -375,6 +375,15 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     // A code works once.
     await assert.rejects(Account.joinLink(new MemoryStore(), link.code), (e) => e.code === 'link-used');
     await assert.rejects(link.complete(), /already completed/);
+    // Revoked, the laptop stops trying: a revoked device cannot come back.
+    const stopped = nextEvent(laptop, 'connection', (c) => c.state === 'offline' && c.error?.api?.code === 40104, 30_000);
+    await alice.revokeDevice(laptop.device);
+    await stopped;
+    assert.deepEqual((await alice.devices()).map((d) => d.device), [alice.device]);
+    await new Promise((ok) => setTimeout(ok, 1500));
+    assert.equal(laptop.connection, 'offline', 'no reconnect after a revocation');
+    const after = await bob2.send('alice', 'after the revocation', { ttl: 60 });
+    assert.deepEqual(after.devices.map((d) => d.device), [alice.device]);
   });
 
   await t.test('a link code is good for 10 minutes', async () => {
@@ -388,6 +397,6 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
       alice.now = realNow;
     }
     // Nothing was linked.
-    assert.equal((await alice.devices()).length, 2);
+    assert.equal((await alice.devices()).length, 1);
   });
 });
