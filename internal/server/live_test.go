@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/qrtalk/qrtalk/client"
 	"github.com/qrtalk/qrtalk/internal/api"
 	"github.com/qrtalk/qrtalk/internal/server"
+	"github.com/qrtalk/qrtalk/internal/store"
 	"github.com/qrtalk/qrtalk/protocol"
 )
 
@@ -86,5 +88,102 @@ func TestLiveQueuedBehindCursor(t *testing.T) {
 	waitFor(t, "the queue to hold carol's message only", func() bool {
 		n, _ := ts.store.QueueDepth(ctx)
 		return n == 1
+	})
+}
+
+// A device with a deep queue gets it in order, but at most 512 pushes
+// wait for their acknowledgement at a time: the server does not hold the
+// whole queue in memory for a device that does not acknowledge.
+func TestLiveDrainBoundedByAcks(t *testing.T) {
+	ts := newTestServer(t)
+	ctx := context.Background()
+	bob := ts.newUser(t)
+	const total, bound = 700, 512
+	msgs := make([]store.QueuedMessage, total)
+	for i := range msgs {
+		// Opaque to the server: the envelope bytes name their place.
+		msgs[i] = store.QueuedMessage{User: bob.Device().User, Device: bob.Device().ID, ID: protocol.NewMessageID(),
+			Envelope: []byte{byte(i >> 8), byte(i)}, Expires: ts.clock.Now().Add(time.Hour)}
+	}
+	if err := ts.store.Enqueue(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	live, err := bob.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	// A read whose context ends closes the channel: read in a goroutine.
+	events := make(chan client.Event, total+10)
+	go func() {
+		defer close(events)
+		for {
+			ev, err := live.Next(ctx)
+			if err != nil {
+				return
+			}
+			events <- ev
+		}
+	}()
+	got := 0
+	nextEnvelope := func(wait time.Duration) (client.Event, bool) {
+		t.Helper()
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				t.Fatal("live channel ended")
+			}
+			if ev.Type == client.EventEnvelope {
+				if want := []byte{byte(got >> 8), byte(got)}; !bytes.Equal(ev.Envelope, want) {
+					t.Fatalf("push %d is %x, want %x: out of order", got, ev.Envelope, want)
+				}
+				got++
+			}
+			return ev, true
+		case <-time.After(wait):
+			return client.Event{}, false
+		}
+	}
+	for got < bound {
+		if ev, ok := nextEnvelope(10 * time.Second); !ok || ev.Type != client.EventEnvelope {
+			t.Fatalf("after %d pushes: %+v, %v", got, ev, ok)
+		}
+	}
+	// Nothing acknowledged: no more pushes.
+	if ev, ok := nextEnvelope(300 * time.Millisecond); ok {
+		t.Fatalf("push beyond %d unacknowledged: %+v", bound, ev)
+	}
+	// Acknowledged: the rest comes, then the end of the queue.
+	for i := 0; i < bound; i += 100 {
+		var ids []protocol.MessageID
+		for _, m := range msgs[i:min(i+100, bound)] {
+			ids = append(ids, m.ID)
+		}
+		if err := live.Ack(ctx, ids...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for {
+		ev, ok := nextEnvelope(10 * time.Second)
+		if !ok {
+			t.Fatalf("stalled after %d pushes", got)
+		}
+		if ev.Type == client.EventDrained {
+			break
+		}
+	}
+	if got != total {
+		t.Fatalf("%d pushes before the end of the queue, want %d", got, total)
+	}
+	var ids []protocol.MessageID
+	for _, m := range msgs[bound:] {
+		ids = append(ids, m.ID)
+	}
+	if err := live.Ack(ctx, ids...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every acknowledged message to be deleted", func() bool {
+		n, _ := ts.store.QueueDepth(ctx)
+		return n == 0
 	})
 }
