@@ -10,6 +10,7 @@ package web
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"embed"
 	"encoding/base64"
@@ -99,6 +100,40 @@ type file struct {
 	data  []byte
 	etag  string // strong validator: the SHA-256 of the content
 	ctype string
+	// gz is data compressed with gzip, kept when it saves at least a
+	// tenth; gzEtag is its own validator (another representation).
+	gz     []byte
+	gzEtag string
+}
+
+// compressible reports whether a media type is text that gzip shrinks
+// (not PNG, which is compressed already).
+func compressible(ctype string) bool {
+	return strings.HasPrefix(ctype, "text/") || strings.Contains(ctype, "json") || strings.HasPrefix(ctype, "image/svg")
+}
+
+func gzipped(data []byte) []byte {
+	var b bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&b, gzip.BestCompression) // a valid level: no error
+	zw.Write(data)
+	zw.Close()
+	return b.Bytes()
+}
+
+// acceptsGzip reports whether the request's Accept-Encoding allows gzip
+// (named, with a q-value other than 0).
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for _, part := range strings.Split(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !strings.EqualFold(strings.TrimSpace(name), "gzip") {
+				continue
+			}
+			q := strings.ReplaceAll(strings.TrimSpace(params), " ", "")
+			return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+		}
+	}
+	return false
 }
 
 // VersionPlaceholder, in sw.js, is replaced by the app's version: a hash
@@ -157,6 +192,12 @@ func loadSite(fsys fs.FS) (*site, error) {
 	for _, f := range s.files {
 		sum := sha256.Sum256(f.data)
 		f.etag = `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
+		if compressible(f.ctype) {
+			if gz := gzipped(f.data); len(gz) < len(f.data)-len(f.data)/10 {
+				f.gz = gz
+				f.gzEtag = `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `-gz"`
+			}
+		}
 	}
 	return s, nil
 }
@@ -198,6 +239,8 @@ func Files() []string {
 // its content hash and Cache-Control is "no-cache", so the browser keeps
 // files but revalidates each use (a cheap 304): a new binary's app is
 // picked up at the next load, never a stale mix of old and new modules.
+// Text files go gzip-compressed to clients that accept it (compressed once,
+// at the first use of the handler), each encoding with its own ETag.
 func Handler() http.Handler { return embeddedSite() }
 
 func setSecurityHeaders(h http.Header) {
@@ -243,16 +286,24 @@ func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Content-Type", f.ctype)
-	h.Set("ETag", f.etag)
 	h.Set("Cache-Control", "no-cache")
 	if name == "/"+serviceWorker {
 		// The service worker controls the whole origin from /.
 		h.Set("Service-Worker-Allowed", "/")
 	}
+	body, etag := f.data, f.etag
+	if f.gz != nil {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			body, etag = f.gz, f.gzEtag
+			h.Set("Content-Encoding", "gzip")
+		}
+	}
+	h.Set("ETag", etag)
 	// ServeContent answers If-None-Match with 304, HEAD without a body and
-	// Range requests; the zero modification time leaves Last-Modified out,
-	// the ETag is the validator.
-	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(f.data))
+	// Range requests (of the representation sent); the zero modification
+	// time leaves Last-Modified out, the ETag is the validator.
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
 }
 
 func plainError(w http.ResponseWriter, status int, msg string) {

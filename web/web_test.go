@@ -1,9 +1,11 @@
 package web
 
 import (
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -176,6 +178,61 @@ func TestVersionFollowsEveryFile(t *testing.T) {
 	}
 	if v, _, _ := serve(base); v != v0 {
 		t.Errorf("the same files give another version: %q, %q", v, v0)
+	}
+}
+
+func TestGzip(t *testing.T) {
+	compressed := 0
+	for _, p := range Files() {
+		plain := get(t, "GET", p, nil)
+		gz := get(t, "GET", p, map[string]string{"Accept-Encoding": "br;q=1.0, gzip;q=0.8"})
+		if gz.Code != 200 {
+			t.Fatalf("GET %s with gzip: %d", p, gz.Code)
+		}
+		wantSecurityHeaders(t, p+" gzip", gz.Header())
+		if gz.Header().Get("Content-Encoding") != "gzip" {
+			if gz.Body.String() != plain.Body.String() || gz.Header().Get("ETag") != plain.Header().Get("ETag") {
+				t.Errorf("GET %s: not compressed, yet another body or ETag", p)
+			}
+			if strings.HasSuffix(p, ".js") && len(plain.Body.Bytes()) > 4096 {
+				t.Errorf("GET %s: a %d-byte module is not compressed", p, plain.Body.Len())
+			}
+			continue
+		}
+		compressed++
+		zr, err := gzip.NewReader(gz.Body)
+		if err != nil {
+			t.Fatalf("GET %s: %v", p, err)
+		}
+		got, err := io.ReadAll(zr)
+		if err != nil || string(got) != plain.Body.String() {
+			t.Errorf("GET %s: the gzip body does not decompress to the file (%v)", p, err)
+		}
+		if gz.Body.Len() >= plain.Body.Len() {
+			t.Errorf("GET %s: gzip %d bytes, plain %d", p, gz.Body.Len(), plain.Body.Len())
+		}
+		etag := gz.Header().Get("ETag")
+		if etag == plain.Header().Get("ETag") || etag == "" {
+			t.Errorf("GET %s: the gzip representation has the ETag of the plain one", p)
+		}
+		if !strings.Contains(gz.Header().Get("Vary"), "Accept-Encoding") || !strings.Contains(plain.Header().Get("Vary"), "Accept-Encoding") {
+			t.Errorf("GET %s: no Vary: Accept-Encoding", p)
+		}
+		if w := get(t, "GET", p, map[string]string{"Accept-Encoding": "gzip", "If-None-Match": etag}); w.Code != http.StatusNotModified {
+			t.Errorf("GET %s with its gzip ETag: %d", p, w.Code)
+		}
+		// gzip refused with q=0, or not offered: the plain file.
+		for _, ae := range []string{"gzip;q=0", "identity", "deflate, br"} {
+			if w := get(t, "GET", p, map[string]string{"Accept-Encoding": ae}); w.Header().Get("Content-Encoding") != "" || w.Body.String() != plain.Body.String() {
+				t.Errorf("GET %s with Accept-Encoding %q: encoded %q", p, ae, w.Header().Get("Content-Encoding"))
+			}
+		}
+	}
+	if compressed < 5 {
+		t.Errorf("only %d files are served compressed", compressed)
+	}
+	if get(t, "GET", "/icons/icon-512.png", map[string]string{"Accept-Encoding": "gzip"}).Header().Get("Content-Encoding") != "" {
+		t.Errorf("a PNG is compressed again")
 	}
 }
 
