@@ -24,9 +24,9 @@ const (
 
 // scenarioStores is scenario g: the store-bound scenarios (a at one size,
 // full rate; c at one group size; b queue and drain) on a fresh server
-// with the SQLite store, then on a fresh server with the PostgreSQL store
-// (a schema of its own, dropped at the end), at the same sizes. A single
-// node: no NATS.
+// with the SQLite store and on a fresh server with the PostgreSQL store
+// (a schema of its own, dropped at the end), at the same sizes, in turn.
+// A single node: no NATS.
 func (b *bench) scenarioStores(ctx context.Context) error {
 	s := b.s
 	b.rep.Stores = &StoresReport{How: pgHow, Servers: map[string]string{}}
@@ -49,8 +49,20 @@ func (b *bench) scenarioStores(ctx context.Context) error {
 	gs.StoreMessages, gs.StoreDevices = s.GStoreMessages, s.GStoreDevices
 	gs.Duration = s.GDuration
 	gs.Relay = false
-	results := map[string][]Result{}
-	for _, side := range []string{"sqlite", "postgres"} {
+	// Both servers run side by side and the scenarios alternate between
+	// them (a on SQLite, a on PostgreSQL, then c, then b), so that a burst
+	// of other load on the machine does not fall on one store only.
+	sides := []string{"sqlite", "postgres"}
+	subs := map[string]*bench{}
+	defer func() {
+		for _, side := range sides {
+			if sub := subs[side]; sub != nil {
+				sub.close()
+				b.rep.Profiles = append(b.rep.Profiles, sub.rep.Profiles...)
+			}
+		}
+	}()
+	for _, side := range sides {
 		sub := newBench(&gs, b.out, b.log, b.t0)
 		sub.rep = &Report{}
 		sub.tag, sub.fullOnly = "-g-"+side, true
@@ -62,13 +74,19 @@ func (b *bench) scenarioStores(ctx context.Context) error {
 			return err
 		}
 		b.logf("g: %s: a fresh server", side)
-		err := sub.start(ctx)
-		for _, sc := range gs.Scenarios {
-			if err != nil {
-				break
-			}
-			sub.settle(ctx)
+		subs[side] = sub
+		if err := sub.start(ctx); err != nil {
+			return fmt.Errorf("%s store: %w", side, err)
+		}
+		b.rep.Stores.Servers[side] = sub.rep.Server
+	}
+	for _, sc := range gs.Scenarios {
+		for _, side := range sides {
+			sub := subs[side]
+			subs["sqlite"].settle(ctx)
+			subs["postgres"].settle(ctx)
 			b.logf("g: %s: scenario %s", side, sc)
+			var err error
 			switch sc {
 			case "a":
 				err = sub.scenarioLive(ctx)
@@ -77,14 +95,14 @@ func (b *bench) scenarioStores(ctx context.Context) error {
 			case "b":
 				err = sub.scenarioStore(ctx)
 			}
+			if err != nil {
+				return fmt.Errorf("%s store: %w", side, err)
+			}
 		}
-		sub.close()
-		b.rep.Profiles = append(b.rep.Profiles, sub.rep.Profiles...)
-		b.rep.Stores.Servers[side] = sub.rep.Server
-		if err != nil {
-			return fmt.Errorf("%s store: %w", side, err)
-		}
-		results[side] = sub.rep.Results
+	}
+	results := map[string][]Result{}
+	for _, side := range sides {
+		results[side] = subs[side].rep.Results
 	}
 	sys := map[string]string{"sqlite": sysSQLite, "postgres": sysPostgres}
 	for i, sq := range results["sqlite"] {
