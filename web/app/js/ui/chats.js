@@ -474,6 +474,28 @@ function composerForm(ctx, key, title, hooks) {
     drawFiles();
     text.focus();
   });
+  // Files dropped on the composer, or pasted into the message box, are
+  // attached like chosen ones.
+  form.addEventListener('dragover', (e) => {
+    if (blocked || !e.dataTransfer?.types?.includes('Files')) return;
+    e.preventDefault();
+    form.classList.add('dropping');
+  });
+  form.addEventListener('dragleave', () => form.classList.remove('dropping'));
+  form.addEventListener('drop', (e) => {
+    form.classList.remove('dropping');
+    if (blocked || !e.dataTransfer?.files?.length) return;
+    e.preventDefault();
+    files = files.concat([...e.dataTransfer.files]);
+    drawFiles();
+  });
+  text.addEventListener('paste', (e) => {
+    const pasted = [...(e.clipboardData?.files || [])];
+    if (!pasted.length || blocked) return;
+    e.preventDefault();
+    files = files.concat(pasted.map((f, i) => (f.name ? f : new File([f], `pasted-${Date.now()}-${i}.png`, { type: f.type }))));
+    drawFiles();
+  });
 
   // Enter sends, Shift+Enter starts a new line.
   text.addEventListener('keydown', (e) => {

@@ -157,7 +157,7 @@ export function scanDialog(title, { check = () => '', what = 'QR code' } = {}) {
     stream = null;
   };
   const d = openDialog(title, [
-    h('p', { class: 'hint', text: `Point the camera at the ${what}, or choose a photo of it, or paste the code.` }),
+    h('p', { class: 'hint', text: `Point the camera at the ${what}, choose a photo of it (or paste a screenshot), or paste the code.` }),
     videoWrap, status, error, photoField.wrap, pasteField.wrap, h('div', { class: 'actions' }, useBtn),
   ], { className: 'scan-dialog', onClose: stop });
 
@@ -177,9 +177,7 @@ export function scanDialog(title, { check = () => '', what = 'QR code' } = {}) {
   pasted.addEventListener('keydown', (e) => {
     if (e.key === 'Enter') { e.preventDefault(); accept(pasted.value, 'The pasted code'); }
   });
-  photo.addEventListener('change', async () => {
-    const f = photo.files?.[0];
-    if (!f) return;
+  const readImage = async (f) => {
     error.show('');
     status.show('Reading the photo…');
     try {
@@ -191,7 +189,18 @@ export function scanDialog(title, { check = () => '', what = 'QR code' } = {}) {
       status.show('');
       error.show(err.message);
     }
+  };
+  photo.addEventListener('change', async () => {
+    const f = photo.files?.[0];
+    if (f) await readImage(f);
     photo.value = '';
+  });
+  // A screenshot pasted anywhere in the dialog (Ctrl+V) is read like a photo.
+  d.dialog.addEventListener('paste', (e) => {
+    const img = [...(e.clipboardData?.files || [])].find((f) => f.type.startsWith('image/'));
+    if (!img) return; // text goes into the text box as usual
+    e.preventDefault();
+    readImage(img);
   });
 
   const why = cameraUnavailable();
