@@ -340,7 +340,23 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
   });
 
   await t.test('after a server restart the session is set up again', async () => {
+    alice.stop();
+    await waitFor('alice offline', () => alice.connection === 'offline');
     await srv.restart();
+    // Requests that find together that the server forgot the session
+    // (40101) set up one new session between them, and are retried once.
+    const conn = await alice.conn();
+    const real = conn.fetch;
+    let setups = 0;
+    conn.fetch = (url, init) => { if (String(url).endsWith('/v1/session')) setups++; return real(url, init); };
+    try {
+      const dirs = await Promise.all([1, 2, 3].map(() => conn.directory(bob.user)));
+      assert.deepEqual(dirs.map((d) => d.user), [bob.user, bob.user, bob.user]);
+    } finally {
+      conn.fetch = real;
+    }
+    assert.equal(setups, 1);
+    alice.start();
     const got = nextEvent(bob2, 'message', (r) => r.message?.text === 'after the restart', 30_000);
     await waitFor('bob back online', () => bob2.connection === 'connected', 30_000);
     await alice.send('bob', 'after the restart', { ttl: 60 });

@@ -131,11 +131,16 @@ export class Conn {
     this.nativeFetch = fetch === globalThis.fetch;
   }
 
-  /** session returns a confirmed session with at least a minute left. */
-  async session(renew = false) {
+  /**
+   * session returns a confirmed session with at least a minute left,
+   * setting one up if needed. failed is a session the server no longer
+   * knows (a restart): a new one replaces it, once for all the requests
+   * that found out at the same time.
+   */
+  async session(failed = null) {
     const s = this.#session;
-    if (!renew && s && this.now() + 60_000 < s.expires) return s;
-    if (this.#setup && !renew) return this.#setup;
+    if (s && s !== failed && this.now() + 60_000 < s.expires) return s;
+    if (this.#setup) return this.#setup; // newer than any session that failed
     const p = this.#newSession().finally(() => { if (this.#setup === p) this.#setup = null; });
     this.#setup = p;
     return p;
@@ -167,17 +172,15 @@ export class Conn {
     return session;
   }
 
-  /** forget drops the current session (tests: as if the server restarted). */
-  forgetSession() { this.#session = null; }
-
   /** call makes an authenticated request and returns the opened answer (bytes). */
   async callRaw(method, path, body) {
+    let failed = null;
     for (let attempt = 0; ; attempt++) {
-      const sess = await this.session(attempt > 0);
+      const sess = await this.session(failed);
       try {
         return await this.#roundTrip(sess, method, path, body);
       } catch (e) {
-        if (attempt === 0 && isAPI(e, API.sessionUnknown)) continue;
+        if (attempt === 0 && isAPI(e, API.sessionUnknown)) { failed = sess; continue; }
         throw e;
       }
     }
@@ -258,8 +261,9 @@ export class Conn {
     const size = data.size ?? data.byteLength;
     const hdr = jsonBytes({ size, sha256: P.toBase64(sha256), ttl_s: ttl, recipients });
     const path = '/v1/blobs';
+    let failed = null;
     for (let attempt = 0; ; attempt++) {
-      const sess = await this.session(attempt > 0);
+      const sess = await this.session(failed);
       const { frame, counter } = await sess.sealRequest('POST', path, hdr);
       let status, type, body;
       try {
@@ -269,7 +273,7 @@ export class Conn {
       }
       if (status !== 200) {
         const err = new APIError(type.startsWith(JSONType) ? safeJSON(body) : null, status);
-        if (attempt === 0 && isAPI(err, API.sessionUnknown)) continue; // the body was not read: send again
+        if (attempt === 0 && isAPI(err, API.sessionUnknown)) { failed = sess; continue; } // the body was not kept: send again
         throw err;
       }
       return parseJSON(await sess.openResponse(counter, 'POST', path, body, this.now()), 'the upload');
@@ -283,13 +287,14 @@ export class Conn {
   async download(id, sha256, onProgress) {
     const path = '/v1/blobs/' + id;
     let resp;
+    let failed = null;
     for (let attempt = 0; ; attempt++) {
-      const sess = await this.session(attempt > 0);
+      const sess = await this.session(failed);
       const { frame } = await sess.sealRequest('GET', path, jsonBytes({}));
       resp = await this.fetch(this.server + path, { headers: { [FRAME_HEADER]: P.toBase64URL(frame) }, cache: 'no-store' });
       if (resp.ok) break;
       const err = await errorOf(resp);
-      if (attempt === 0 && isAPI(err, API.sessionUnknown)) continue;
+      if (attempt === 0 && isAPI(err, API.sessionUnknown)) { failed = sess; continue; }
       throw err;
     }
     const total = Number(resp.headers.get('content-length') ?? 0);
@@ -311,11 +316,13 @@ export class Conn {
 
   /** live opens the device's live channel (retrying once with a new session if the server forgot it). */
   async live() {
+    let failed = null;
     for (let attempt = 0; ; attempt++) {
+      const sess = await this.session(failed);
       try {
-        return await Live.open(this, attempt > 0);
+        return await Live.open(this, sess);
       } catch (e) {
-        if (attempt === 0 && isAPI(e, API.sessionUnknown)) continue;
+        if (attempt === 0 && isAPI(e, API.sessionUnknown)) { failed = sess; continue; }
         throw e;
       }
     }
@@ -401,8 +408,7 @@ export class Live {
   #closed = null;
   #watchdog = null;
 
-  static async open(conn, renew) {
-    const sess = await conn.session(renew);
+  static async open(conn, sess) {
     const url = conn.server.replace(/^http/, 'ws') + LIVE_PATH;
     const ws = new WebSocket(url);
     ws.binaryType = 'arraybuffer';
