@@ -159,3 +159,17 @@ test('a browser user makes a group with a CLI user, and both write to it', { tim
   await listen.stop();
   assert.deepEqual(alice.problems, [], 'errors in the page');
 });
+
+test('a message that looks like HTML is shown as text, never run', { timeout: TEST_TIMEOUT }, async () => {
+  assert.ok(ready, 'needs the contacts of the first test');
+  const page = alice.page;
+  await openChat(page, 'Carol');
+  const html = `<img src="/pwned.png" onerror="window.pwned=1"><b>bold</b><script>window.pwned=2</script> (${Date.now()})`;
+  await carol.run('send', 'alice', html);
+  const got = message(page, html);
+  await got.waitFor();
+  assert.equal(await got.locator('img, b, script').count(), 0, 'no element made from the text');
+  assert.equal(await page.evaluate(() => window.pwned), undefined, 'nothing of the text ran');
+  assert.ok(!alice.requests.some((r) => r.includes('pwned')), 'nothing of the text was fetched');
+  assert.deepEqual(alice.problems, [], 'errors in the page');
+});
