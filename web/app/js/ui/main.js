@@ -278,6 +278,44 @@ document.querySelector('.skip-link')?.addEventListener('click', (e) => {
   main.focus();
 });
 
+// --- one tab at a time ---------------------------------------------------
+
+// Two tabs of the same browser are one device: both would hold a live
+// channel and handle the same messages. A Web Lock lets one tab run; another
+// one says so and can take over.
+const LOCK = 'qrtalk-app';
+
+function otherTab(lost) {
+  try { app.acc?.close(); } catch { /* going anyway */ }
+  nav.hidden = true;
+  const use = h('button', { type: 'button', class: 'primary' }, 'Use QRTalk here');
+  use.addEventListener('click', async () => {
+    use.disabled = true;
+    // Stealing ends the other tab's hold; it shows this same screen.
+    await navigator.locks.request(LOCK, { steal: true }, () => {});
+    location.reload();
+  });
+  replace(main, h('section', { class: 'panel' },
+    h('h1', { text: lost ? 'QRTalk was opened in another tab' : 'QRTalk is open in another tab' }),
+    h('p', { text: 'This browser is one QRTalk device, and one tab at a time can use it. Use the other tab, or continue here (the other tab then stops).' }),
+    h('p', {}, use)));
+  setConnection('offline', 'In another tab');
+}
+
+/** Resolves true once this tab holds the app lock, false if another tab keeps it. */
+function holdLock() {
+  if (!navigator.locks) return Promise.resolve(true); // older browsers: no guard
+  return new Promise((resolve) => {
+    navigator.locks.request(LOCK, { signal: AbortSignal.timeout(2000) }, (lock) => {
+      resolve(true);
+      return new Promise(() => {}); // held until the page goes, or another tab steals it
+    }).catch((err) => {
+      if (err?.name === 'TimeoutError' || err?.name === 'AbortError' && !app.started) resolve(false);
+      else otherTab(true); // stolen
+    });
+  });
+}
+
 // --- start --------------------------------------------------------------
 
 async function start() {
@@ -292,6 +330,11 @@ async function start() {
       'This browser gives the page no private storage (IndexedDB), perhaps in a private window. Open QRTalk in a normal window.');
     return;
   }
+  if (!await holdLock()) {
+    otherTab(false);
+    return;
+  }
+  app.started = true;
   setConnection('offline', 'Opening…');
   let sdk;
   try {
