@@ -310,7 +310,7 @@ function messageItem(ctx, it) {
     bubble.classList.add('invalid');
     bubble.append(h('p', { class: 'text', text: '⚠ A message with an invalid signature arrived. It may be forged, so it is not shown.' }));
   } else {
-    if (r.message.text) bubble.append(h('p', { class: 'text', text: r.message.text }));
+    if (r.message.text) bubble.append(h('p', { class: 'text', dir: 'auto', text: r.message.text }));
     const atts = r.message.attachments || [];
     atts.forEach((a, i) => bubble.append(attachmentView(ctx, it, a, i)));
   }
