@@ -299,7 +299,9 @@ export class Account extends EventTarget {
   async #findContact(who) {
     who = String(who ?? '').trim();
     if (who.startsWith('u:')) who = who.slice(2);
-    const byID = await this.#store.getContact(who.toLowerCase());
+    let id = null;
+    try { id = P.parseUserID(who); } catch { /* a name */ }
+    const byID = id ? await this.#store.getContact(id) : null;
     if (byID) return byID;
     const name = sanitizeName(who);
     const all = await this.#store.listContacts();
