@@ -1088,6 +1088,31 @@ func testAckMany(t *testing.T, s store.Store) {
 	if n := depth(t, s); n != 5 {
 		t.Fatalf("QueueDepth = %d, want 5", n)
 	}
+
+	// A large batch (stores may delete large batches differently): 150 of
+	// 200 queued messages, with duplicates and unknown IDs among them.
+	var many []store.QueuedMessage
+	for range 200 {
+		many = append(many, msg(t, d, t0.Add(time.Hour)))
+	}
+	must(t, "Enqueue(200)", s.Enqueue(ctx, many))
+	refs = nil
+	for i, m := range many[:150] {
+		refs = append(refs, ref(m))
+		if i%10 == 0 {
+			refs = append(refs, ref(m), store.MessageRef{User: d.User, Device: d.ID, ID: protocol.NewMessageID()})
+		}
+	}
+	n, err = s.AckMany(ctx, refs)
+	must(t, "AckMany(large)", err)
+	if n != 150 {
+		t.Fatalf("AckMany(large) deleted %d, want 150", n)
+	}
+	want := []protocol.MessageID{batch[4].ID, batch[6].ID}
+	want = append(want, ids(many[150:])...)
+	if got := ids(pending(t, s, d, t0)); !slices.Equal(got, want) {
+		t.Fatalf("after AckMany(large): %d pending, want %d", len(got), len(want))
+	}
 }
 
 // testQueueLargeBatch: a batch as large as the QueueWriter makes, with
