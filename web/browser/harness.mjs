@@ -351,6 +351,11 @@ export async function newUser(browser, server, { viewport = phone, name = 'user'
     if (u.host !== server.host || !['https:', 'wss:'].includes(u.protocol)) user.offHost.push(`${kind} ${url}`);
   };
   context.on('request', (req) => check(req.url(), req.resourceType()));
+  // Error answers, by URL: Chromium's console names none.
+  user.httpErrors = [];
+  context.on('response', (resp) => {
+    if (resp.status() >= 400) user.httpErrors.push(`${resp.status()} ${resp.request().method()} ${new URL(resp.url()).pathname}`);
+  });
   const watchPage = (page) => {
     page.setDefaultTimeout(STEP_TIMEOUT);
     page.on('websocket', (ws) => check(ws.url(), 'websocket'));

@@ -5,12 +5,14 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import {
-  startServer, launchBrowser, newUser, openApp, stopAll, cliUser, phone, TEST_TIMEOUT, STEP_TIMEOUT,
+  startServer, launchBrowser, newUser, openApp, stopAll, cliUser, tempDir, phone, TEST_TIMEOUT, STEP_TIMEOUT,
   nav, outcome, myCode, goTo, addContact, openChat, message, messageID, waitFor,
 } from './harness.mjs';
 
-let server, browser, laptop, alice, bob;
+let server, browser, laptop, alice, bob, me, linked = false;
 before(async () => {
   server = await startServer();
   browser = await launchBrowser();
@@ -41,7 +43,7 @@ test('a browser linked as a second device receives what the first device sends',
   assert.equal(exit, 0, `qrtalk device link exit status; its output:\n${link.lines.join('\n')}\n${link.stderr.join('\n')}`);
 
   // The same user: same ID, same fingerprint; two devices.
-  const me = await myCode(page);
+  me = await myCode(page);
   assert.equal(me.user, aliceID.user, "the browser is alice's");
   assert.equal(me.fingerprintNumeric, aliceID.fingerprint_numeric, "alice's fingerprint, unchanged by the new device");
   await goTo(page, 'Devices');
@@ -93,4 +95,42 @@ test('a browser linked as a second device receives what the first device sends',
 
   assert.deepEqual(laptop.offHost, [], 'requests to a host other than the server');
   assert.deepEqual(laptop.problems, [], 'errors in the page');
+  linked = true;
+});
+
+test('the browser links a new device: a qrtalk CLI that reads the QR code it shows', { timeout: TEST_TIMEOUT }, async () => {
+  assert.ok(linked, 'needs the linked browser of the test before');
+  const page = laptop.page;
+  const phoneCLI = await cliUser(server, 'alice-phone');
+  await goTo(page, 'Devices');
+  await page.getByRole('button', { name: 'Link a new device' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Link a new device' });
+  const code = await dialog.getByRole('textbox', { name: 'Link code' }).inputValue();
+  assert.match(code, /^qrtalk:link\?/);
+  // The CLI reads a picture of the QR code the browser shows.
+  const qrFile = path.join(await tempDir('link-qr'), 'link.png');
+  await writeFile(qrFile, await dialog.getByRole('img', { name: /QR code/ }).screenshot());
+  const joined = await phoneCLI.run('device', 'join', qrFile);
+  assert.match(joined, /This is now device/);
+  const phoneID = await phoneCLI.json('id', '--json');
+  assert.equal(phoneID.user, me.user, "the new device is alice's");
+  await outcome('the browser to confirm the link', () => dialog.getByText(`Device ${phoneID.device} is linked.`).isVisible(), dialog.getByRole('alert'));
+  await dialog.getByRole('button', { name: 'Done' }).click();
+  const devices = page.getByRole('list', { name: 'Your devices' }).getByRole('listitem');
+  await waitFor('three devices', async () => await devices.count() === 3);
+
+  // Bob's next message reaches all three.
+  const text = `to all three of alice's devices (${Date.now()})`;
+  const sent = await bob.json('send', 'alice', '--json', text);
+  assert.equal(sent.devices.length, 3, `bob seals for three devices: ${JSON.stringify(sent.devices)}`);
+  await openChat(page, 'Bob');
+  await message(page, text).waitFor();
+  const inbox = await phoneCLI.jsonLines('inbox', '--json');
+  assert.ok(inbox.some((m) => m.type === 'message' && m.text === text), 'the new device got it');
+  // An empty provisioning mailbox answers a take with 404 (PROTOCOL.md
+  // 17.8), which Chromium logs as a failed load: that one is expected.
+  const others = laptop.httpErrors.filter((e) => !/^404 POST \/v1\/provision\/[0-9a-f]{32}\/take$/.test(e));
+  assert.deepEqual(others, [], 'error answers other than an empty mailbox');
+  const problems = laptop.problems.filter((p) => !(others.length === 0 && /Failed to load resource: the server responded with a status of 404/.test(p)));
+  assert.deepEqual(problems, [], 'errors in the page');
 });
