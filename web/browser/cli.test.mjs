@@ -173,3 +173,15 @@ test('a message that looks like HTML is shown as text, never run', { timeout: TE
   assert.ok(!alice.requests.some((r) => r.includes('pwned')), 'nothing of the text was fetched');
   assert.deepEqual(alice.problems, [], 'errors in the page');
 });
+
+test('an unsigned message from the CLI shows as unsigned in the browser', { timeout: TEST_TIMEOUT }, async () => {
+  assert.ok(ready, 'needs the contacts of the first test');
+  const page = alice.page;
+  await openChat(page, 'Carol');
+  const text = `no signature on this one (${Date.now()})`;
+  await carol.run('send', 'alice', '--unsigned', text);
+  const got = message(page, text);
+  await got.waitFor();
+  await got.getByText('unsigned', { exact: true }).waitFor();
+  assert.equal(await got.getByText('verified', { exact: true }).count(), 0, 'not shown as verified');
+});
