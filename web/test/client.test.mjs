@@ -196,7 +196,8 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
   });
 
   await t.test('a message from someone who is not a contact: unverified key, listed under their ID', async () => {
-    const { a: dave } = await join();
+    const { a: dave, store: daveStore } = await join();
+    accounts.dave = { dave, daveStore };
     await dave.addContact(alice.contactCode, 'alice');
     const got = nextEvent(alice, 'message', (r) => r.from === dave.user);
     await dave.send('alice', 'hello from a stranger', { ttl: 300 });
@@ -209,6 +210,23 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     assert.deepEqual((await alice.messages('u:' + dave.user)).map((m) => m.message.text), ['hello from a stranger']);
     await assert.rejects(alice.send('u:' + dave.user, 'who are you?'), (e) => e.code === 'no-contact', 'sending needs a contact');
     dave.close();
+  });
+
+  await t.test('where WebSockets do not get through, messages come by long polls', async () => {
+    const { dave, daveStore } = accounts.dave;
+    class Blocked { constructor() { throw new Error('refused by a proxy'); } }
+    const polled = await Account.open(daveStore, { WebSocket: Blocked });
+    accounts.push(polled);
+    const up = nextEvent(polled, 'connection', (c) => c.state === 'connected' && c.via === 'poll', 30_000);
+    polled.start();
+    await up;
+    await alice.addContact(dave.contactCode, 'dave');
+    const got = nextEvent(polled, 'message', (r) => r.message?.text === 'by long poll', 30_000);
+    const res = await alice.send('dave', 'by long poll', { ttl: 60 });
+    assert.equal(res.devices[0].status, 'queued');
+    assert.equal((await got).signature, 'verified');
+    polled.close();
+    await alice.removeContact('dave');
   });
 
   await t.test('a device list that does not verify under the pinned key is refused', async () => {

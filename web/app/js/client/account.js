@@ -28,6 +28,11 @@ export const MAX_TTL = 7 * 24 * 3600;
 const DEFAULT_TTL = 3600;
 const TYPING_TTL = 10;
 const MAX_TIMER = 2 ** 31 - 1;
+// After this many failed WebSocket openings in a row the account polls the
+// queue for POLL_PERIOD, with long polls of POLL_WAIT, then tries again.
+const WS_TRIES = 3;
+const POLL_PERIOD = 5 * 60_000;
+const POLL_WAIT = 25_000;
 // How many opened messages are kept in memory for redrawing a list.
 const OPENED_CACHE = 2000;
 // How long a verified device list serves receipts and typing events.
@@ -134,12 +139,12 @@ export class Account extends EventTarget {
   }
 
   /** open returns the account kept in store, or null if there is none. */
-  static async open(store, { now = Date.now, fetch = globalThis.fetch } = {}) {
+  static async open(store, { now = Date.now, fetch = globalThis.fetch, WebSocket } = {}) {
     checkStore(store);
     const rec = await store.getAccount();
     if (!rec) return null;
     if (rec.version !== 1) throw new Error('the stored account is of an unknown version');
-    const acc = new Account(store, rec, { now, fetch });
+    const acc = new Account(store, rec, { now, fetch, WebSocket });
     await acc.#afterOpen();
     return acc;
   }
@@ -167,12 +172,13 @@ export class Account extends EventTarget {
     return Account.adopt(store, { server: url, serverFP, dev, conn, now, fetch });
   }
 
-  constructor(store, rec, { now = Date.now, fetch = globalThis.fetch } = {}) {
+  constructor(store, rec, { now = Date.now, fetch = globalThis.fetch, WebSocket } = {}) {
     super();
     this.#store = store;
     this.#rec = rec;
     this.now = now;
     this.fetch = fetch;
+    this.WebSocket = WebSocket; // undefined: the global one (tests give another)
   }
 
   async #afterOpen() {
@@ -206,7 +212,7 @@ export class Account extends EventTarget {
     if (this.#conn) return this.#conn;
     this.#connP ??= Conn.dial({
       server: this.server, serverFingerprint: this.#serverFP, device: this.#channelDevice(),
-      fetch: this.fetch, now: this.now,
+      fetch: this.fetch, now: this.now, WebSocket: this.WebSocket,
     }).then((c) => (this.#conn = c)).finally(() => { this.#connP = null; });
     return this.#connP;
   }
@@ -230,10 +236,23 @@ export class Account extends EventTarget {
     }
   }
 
-  #setConnection(state, error) {
+  #setConnection(state, error, via) {
     if (this.connection === state && !error) return;
     this.connection = state;
-    this.#emit('connection', error ? { state, error } : { state });
+    const detail = { state };
+    if (error) detail.error = error;
+    if (via) detail.via = via;
+    this.#emit('connection', detail);
+  }
+
+  // poll receives by long polls of the queue (inbox) until the time until.
+  async #poll(until) {
+    const conn = await this.conn();
+    await conn.inbox({ limit: 1 }); // the server answers: only the WebSocket is blocked
+    this.#setConnection('connected', null, 'poll');
+    while (this.#running && this.now() < until) {
+      await this.sync({ wait: POLL_WAIT });
+    }
   }
 
   // ---- contacts (Go: contacts.go) ----
@@ -1140,14 +1159,24 @@ export class Account extends EventTarget {
 
   async #listen() {
     let backoff = 500;
+    let blocked = 0; // WebSocket openings that failed in a row
     while (this.#running) {
       this.#setConnection('connecting');
       let err = null;
       try {
-        await this.#listenOnce();
+        if (blocked >= WS_TRIES) {
+          // The WebSocket does not get through, though the server answers:
+          // fetch the queue by long polls for a while, then try again.
+          await this.#poll(this.now() + POLL_PERIOD);
+          blocked = 0;
+        } else {
+          await this.#listenOnce();
+          blocked = 0;
+        }
         backoff = 500;
       } catch (e) {
         err = e;
+        blocked = e?.liveOpen ? blocked + 1 : 0;
       }
       if (!this.#running) break;
       if (err && (err.code === 'server-key' || isAPI(err, API.deviceUnknown))) {
@@ -1171,7 +1200,13 @@ export class Account extends EventTarget {
 
   async #listenOnce() {
     const conn = await this.conn();
-    const live = await conn.live();
+    let live;
+    try {
+      live = await conn.live();
+    } catch (e) {
+      if (e?.websocket) e.liveOpen = true;
+      throw e;
+    }
     this.#live = live;
     if (!this.#running) { live.close(); return; }
     this.#setConnection('connected');

@@ -117,14 +117,15 @@ export class Conn {
   #setup = null; // the session being set up, shared by concurrent callers
 
   /** dial fetches the server's description, checks its key against the pin, and returns a Conn. */
-  static async dial({ server, serverFingerprint, device, fetch = globalThis.fetch, now = Date.now }) {
+  static async dial({ server, serverFingerprint, device, fetch = globalThis.fetch, now = Date.now, WebSocket }) {
     const url = serverURL(server);
     const { info, serverKey } = await fetchInfo(url, serverFingerprint, fetch);
-    return new Conn({ server: url, serverFingerprint, device, serverKey, info, fetch, now });
+    return new Conn({ server: url, serverFingerprint, device, serverKey, info, fetch, now, WebSocket });
   }
 
-  constructor({ server, serverFingerprint, device, serverKey, info, fetch = globalThis.fetch, now = Date.now }) {
+  constructor({ server, serverFingerprint, device, serverKey, info, fetch = globalThis.fetch, now = Date.now, WebSocket }) {
     Object.assign(this, { server, serverFingerprint, device, serverKey, info, now });
+    this.WebSocket = WebSocket; // undefined: the global one
     // Called as a plain function: a browser's fetch throws "Illegal
     // invocation" when called as a method of another object.
     this.fetch = (...args) => fetch.apply(globalThis, args);
@@ -410,12 +411,20 @@ export class Live {
 
   static async open(conn, sess) {
     const url = conn.server.replace(/^http/, 'ws') + LIVE_PATH;
-    const ws = new WebSocket(url);
+    // An error here says the WebSocket itself did not get through (a
+    // proxy that refuses it, say): the account then falls back to polling.
+    const blocked = (cause) => Object.assign(new Error(`opening the live channel to ${conn.server} failed`, { cause }), { websocket: true });
+    let ws;
+    try {
+      ws = new (conn.WebSocket ?? globalThis.WebSocket)(url);
+    } catch (e) {
+      throw blocked(e);
+    }
     ws.binaryType = 'arraybuffer';
     const live = new Live(conn, ws, sess);
     await new Promise((ok, fail) => {
       ws.onopen = ok;
-      ws.onerror = () => fail(new Error(`opening the live channel to ${conn.server} failed`));
+      ws.onerror = () => fail(blocked());
     });
     const { frame } = await sess.sealRequest('GET', LIVE_PATH, jsonBytes({}));
     ws.send(frame);
