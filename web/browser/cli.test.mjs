@@ -120,9 +120,9 @@ test("a browser user sees the CLI user's delivered and read receipts", { timeout
   const out = await send(alice.page, text);
   await listen.json((m) => m.type === 'message' && m.text === text);
   // The listener sends "delivered" at once; reading sends "read".
-  await out.getByLabel('Delivered', { exact: true }).waitFor({ timeout: 15_000 });
+  await out.getByLabel('Delivered', { exact: true }).waitFor();
   await carol.run('read', 'alice');
-  await out.getByLabel('Read', { exact: true }).waitFor({ timeout: 15_000 });
+  await out.getByLabel('Read', { exact: true }).waitFor();
   await listen.stop();
   assert.deepEqual(alice.problems, [], 'errors in the page');
 });
