@@ -171,8 +171,9 @@ export class Resumption {
 
 /**
  * Starts resuming with ticket t: returns { resumption, message }; send the
- * message (POST /v1/session). A ticket is good for one resume, whatever
- * comes of it: this forgets its secret.
+ * message (POST /v1/session). This forgets t's secret: a ticket is good for
+ * one resume that the server answered (§18.5); a device that got no answer
+ * at all may try again with a copy of t saved before (toBytes).
  */
 export async function resume(t, now) {
   if (!(t instanceof Ticket) || !t.usable) fail("malformed", "no ticket, or a ticket already used");
