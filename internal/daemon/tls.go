@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/tls"
 	"fmt"
 	"net/url"
@@ -53,6 +55,7 @@ const (
 // needs to be kept.
 func serverTLS(cfg *config.Config, key *protocol.PrivateKey, publicURL string, now time.Time) (*tls.Config, *autocert.Manager, string, error) {
 	tc := baseTLSConfig()
+	useTicketKeys(tc, key, time.Now)
 	switch {
 	case cfg.ACMEDomain != "":
 		m := newACMEManager(cfg)
@@ -141,4 +144,48 @@ func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 		}
 	}
 	return r.cert, nil
+}
+
+// tlsTicketPeriod is how long one derived TLS session-ticket key seals new
+// tickets; the one before it still opens them.
+const tlsTicketPeriod = 24 * time.Hour
+
+// useTicketKeys makes the TLS session tickets of tc sealed with keys
+// derived from the server key (HKDF-SHA256, one per tlsTicketPeriod,
+// the current and the previous one accepted), instead of crypto/tls's
+// random per-process keys. So a client's TLS resumption survives a restart
+// of qrtalkd and works on every node of a cluster (they share the server
+// key): a reconnect storm after a restart costs no RSA signature per client
+// (docs/PERFORMANCE.md, scenario e). Deriving them from the server key
+// adds no secret to keep and none to lose: whoever has the server key can
+// already impersonate the server. TLS 1.3 resumption still runs an ECDHE
+// exchange (psk_dhe_ke), so a ticket key does not open recorded traffic;
+// and inside TLS, the secure channel protects every request on its own.
+// The keys are rotated at the first handshake of a new period.
+func useTicketKeys(tc *tls.Config, key *protocol.PrivateKey, now func() time.Time) {
+	var mu sync.Mutex
+	current := int64(-1)
+	rotate := func() {
+		period := now().UnixMilli() / tlsTicketPeriod.Milliseconds()
+		mu.Lock()
+		defer mu.Unlock()
+		if period == current {
+			return
+		}
+		keys := make([][32]byte, 0, 2)
+		for _, p := range []int64{period, period - 1} {
+			k, err := hkdf.Key(sha256.New, key.Bytes(), nil, fmt.Sprintf("qrtalk/v1/tls-ticket-key/%d", p), 32)
+			if err != nil {
+				return // cannot happen for 32 bytes of SHA-256; crypto/tls keeps its own keys
+			}
+			keys = append(keys, [32]byte(k))
+		}
+		tc.SetSessionTicketKeys(keys)
+		current = period
+	}
+	rotate()
+	tc.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		rotate()
+		return nil, nil // nil: go on with tc itself
+	}
 }
