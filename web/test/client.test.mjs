@@ -360,6 +360,8 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
   await t.test('after a server restart the session is set up again', async () => {
     alice.stop();
     await waitFor('alice offline', () => alice.connection === 'offline');
+    const bobStates = [];
+    bob2.addEventListener('connection', (e) => bobStates.push(e.detail));
     await srv.restart();
     // Requests that find together that the server forgot the session
     // (40101) set up one new session between them, and are retried once.
@@ -377,6 +379,7 @@ test('the SDK against a real qrtalkd', { skip: skip ?? false, timeout: 150_000 }
     alice.start();
     const got = nextEvent(bob2, 'message', (r) => r.message?.text === 'after the restart', 30_000);
     await waitFor('bob back online', () => bob2.connection === 'connected', 30_000);
+    assert.equal(bobStates.at(-1).via, undefined, 'back on the WebSocket, not polling: the server was only restarting');
     await alice.send('bob', 'after the restart', { ttl: 60 });
     await got;
   });

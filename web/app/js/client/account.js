@@ -1204,7 +1204,9 @@ export class Account extends EventTarget {
     try {
       live = await conn.live();
     } catch (e) {
-      if (e?.websocket) e.liveOpen = true;
+      // Blocked only if the server answers otherwise: a server that is
+      // down (or restarting) refuses the WebSocket too.
+      if (e?.websocket && (await conn.reachable())) e.liveOpen = true;
       throw e;
     }
     this.#live = live;

@@ -132,6 +132,17 @@ export class Conn {
     this.nativeFetch = fetch === globalThis.fetch;
   }
 
+  /** reachable reports whether the server answers plain HTTPS requests. */
+  async reachable() {
+    try {
+      const r = await this.fetch(this.server + '/v1/info', { cache: 'no-store' });
+      await r.arrayBuffer();
+      return r.ok;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * session returns a confirmed session with at least a minute left,
    * setting one up if needed. failed is a session the server no longer
