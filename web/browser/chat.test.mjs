@@ -130,5 +130,16 @@ test('a reload keeps the identity and the unexpired history, and drops the expir
   assert.equal(await message(bob.page, brief).count(), 0, 'the expired message is not shown');
   assert.deepEqual(await storedMessage(bob.page, briefID), { message: 0, blobs: 0 }, 'the expired message and its attachment are not stored');
   assert.ok(await messages(bob.page).count() >= 1);
+
+  // The service worker's cache holds the shell only: no API answer.
+  const cached = await bob.page.evaluate(async () => {
+    const urls = [];
+    for (const name of await caches.keys()) {
+      for (const req of await (await caches.open(name)).keys()) urls.push(new URL(req.url).pathname);
+    }
+    return urls;
+  });
+  assert.ok(cached.length > 0, 'the service worker cached the shell');
+  assert.deepEqual(cached.filter((p) => p.startsWith('/v1')), [], 'API answers in the Cache Storage');
   noProblems(alice, bob);
 });
