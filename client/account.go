@@ -25,6 +25,7 @@ import (
 const (
 	keysPlain     = "device.json"     // the device's credentials, mode 0600
 	keysEncrypted = "device.json.age" // the same, encrypted with a passphrase
+	ticketFile    = "session.ticket"  // the session-resumption ticket, mode 0600, only beside device.json
 	localDB       = "local.db"        // contacts, groups and received envelopes
 	attachmentDir = "attachments"     // downloaded blobs, still encrypted
 )
@@ -140,6 +141,9 @@ func create(dir string, dev *Device, conn *Conn, opts AccountOptions) (*Account,
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	if opts.Passphrase == "" {
+		conn.keepTicketsIn(fileTickets{filepath.Join(dir, ticketFile)})
+	}
 	a := &Account{dir: dir, dev: dev, srv: savedServer{URL: conn.opts.Server, FP: conn.opts.ServerFP}, now: opts.clock(), conn: conn, opts: conn.opts}
 	if err := a.saveKeys(opts.Passphrase); err != nil {
 		return nil, err
@@ -184,6 +188,9 @@ func OpenAccount(dir string, opts AccountOptions) (*Account, error) {
 	a.opts = Options{Server: kf.Server.URL, ServerFP: kf.Server.FP, Now: a.now}
 	if opts.HTTPClient != nil {
 		a.opts.HTTPClient = opts.HTTPClient
+	}
+	if !encrypted {
+		a.opts.Tickets = fileTickets{filepath.Join(dir, ticketFile)}
 	}
 	if err := a.openDB(); err != nil {
 		return nil, err
@@ -263,6 +270,31 @@ func (a *Account) saveKeys(passphrase string) error {
 		data, name = buf.Bytes(), keysEncrypted
 	}
 	return writeFileAtomic(filepath.Join(a.dir, name), data, 0o600)
+}
+
+// fileTickets keeps the session-resumption ticket in a file beside the
+// key file, so that the next run of a program (each qrtalk command is
+// one) resumes its session instead of setting up a new one with RSA on
+// both sides. The ticket lets whoever reads it act as this device for up
+// to a day, without being able to read its messages: that is why it is
+// kept only when the keys themselves are on disk unencrypted, and never
+// beside a passphrase-protected key file, which it would weaken.
+type fileTickets struct{ path string }
+
+func (f fileTickets) LoadTicket() []byte {
+	b, err := os.ReadFile(f.path)
+	if err != nil || len(b) > 4096 {
+		return nil
+	}
+	return b
+}
+
+func (f fileTickets) SaveTicket(t []byte) {
+	if t == nil {
+		_ = os.Remove(f.path)
+		return
+	}
+	_ = writeFileAtomic(f.path, t, 0o600) // at worst the next run sets up a full session
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

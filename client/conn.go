@@ -345,6 +345,16 @@ func (c *Conn) setTicket(t *protocol.Ticket) {
 	c.opts.Tickets.SaveTicket(saved)
 }
 
+// keepTicketsIn makes ts the Conn's ticket store from now on and saves
+// the Conn's current ticket there.
+func (c *Conn) keepTicketsIn(ts TicketStore) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.opts.Tickets = ts
+	c.ticketLoaded = true // the Conn's own ticket is the newest
+	c.setTicket(c.ticket)
+}
+
 // loadTicket reads the saved ticket once, if it is the device's and for
 // the pinned server. Called with c.mu.
 func (c *Conn) loadTicket() {

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -402,5 +403,63 @@ func TestConnKeepsTicketWhenUnanswered(t *testing.T) {
 	// counted (the route was cut before counting), then a resume.
 	if got := s.counts(); got != [3]int64{1, 1, 0} {
 		t.Fatalf("setups, resumes, refusals = %v, want the kept ticket to resume", got)
+	}
+}
+
+// An account keeps its resumption ticket beside an unencrypted key file,
+// so that the next run of a program (each qrtalk command is one) resumes
+// instead of setting up a session; never beside an encrypted one.
+func TestAccountKeepsTicketAcrossRuns(t *testing.T) {
+	s := startResumeServer(t)
+	ctx := context.Background()
+	invite := protocol.Invite{Server: s.url, ServerFP: s.fp, Token: "open-registration-token"}.URI()
+	dir := t.TempDir()
+	a, err := client.Join(ctx, dir, invite, client.AccountOptions{Now: s.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := a.Conn(ctx); err != nil {
+		t.Fatal(err)
+	} else if _, err := conn.Inbox(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	fi, err := os.Stat(filepath.Join(dir, "session.ticket"))
+	if err != nil {
+		t.Fatalf("no ticket kept after joining: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("ticket file mode %v, want 0600", fi.Mode().Perm())
+	}
+	before := s.counts()
+	b, err := client.OpenAccount(dir, client.AccountOptions{Now: s.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	conn, err := b.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Inbox(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.counts(); got[0] != before[0] || got[1] != before[1]+1 {
+		t.Fatalf("reopened account: setups, resumes, refusals %v → %v, want one resume and no setup", before, got)
+	}
+
+	locked := t.TempDir()
+	c, err := client.Join(ctx, locked, invite, client.AccountOptions{Now: s.now, Passphrase: "correct horse"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn, err := c.Conn(ctx); err != nil {
+		t.Fatal(err)
+	} else if _, err := conn.Inbox(ctx, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := os.Stat(filepath.Join(locked, "session.ticket")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a ticket beside a passphrase-protected key file: %v", err)
 	}
 }
