@@ -278,6 +278,26 @@ document.querySelector('.skip-link')?.addEventListener('click', (e) => {
   main.focus();
 });
 
+// --- installing the app -------------------------------------------------
+
+// Where the browser offers to install the app (Chromium), a button in the
+// header does it; elsewhere the browser's own menu ("Add to Home Screen").
+let installPrompt = null;
+self.addEventListener('beforeinstallprompt', (e) => {
+  e.preventDefault();
+  installPrompt = e;
+  if (document.getElementById('install')) return;
+  const btn = h('button', { type: 'button', id: 'install', class: 'small install' }, 'Install app');
+  btn.addEventListener('click', async () => {
+    const p = installPrompt;
+    installPrompt = null;
+    btn.remove();
+    if (p) await p.prompt().catch(() => {});
+  });
+  conn.before(btn);
+});
+self.addEventListener('appinstalled', () => document.getElementById('install')?.remove());
+
 // --- one tab at a time ---------------------------------------------------
 
 // Two tabs of the same browser are one device: both would hold a live
