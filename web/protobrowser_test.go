@@ -1,3 +1,5 @@
+//go:build unix
+
 package web_test
 
 import (
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,10 +57,24 @@ func TestProtoInChromium(t *testing.T) {
 	srv := httptest.NewServer(mux) // 127.0.0.1: a secure context, so crypto.subtle exists
 	defer srv.Close()
 
+	// Chromium's profile: its helper processes may still write there for a
+	// moment after it is stopped, so it is removed here, not by t.TempDir.
+	profile, err := os.MkdirTemp("", "qrtalk-proto-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for i := 0; i < 50 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-		"--user-data-dir="+t.TempDir(), "--enable-logging=stderr", "--v=0", srv.URL+"/")
+		"--user-data-dir="+profile, "--enable-logging=stderr", "--v=0", srv.URL+"/")
+	// Its own process group, so that stopping it stops its helpers too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +83,7 @@ func TestProtoInChromium(t *testing.T) {
 		t.Fatalf("starting chromium: %v", err)
 	}
 	defer func() {
-		cmd.Process.Kill()
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
 	}()
 	line := regexp.MustCompile(`SMOKE (.*)", source:`)

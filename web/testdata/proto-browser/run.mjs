@@ -1,7 +1,7 @@
 // run.mjs: the protocol module (web/app/js/proto) in a real browser, as
 // TestProtoInChromium (web/protobrowser_test.go) serves it: every vector of
-// the keys, certificates, envelopes, channels, blobs and resumptions
-// sections, device keys kept non-extractable through IndexedDB, and a 10 MiB
+// the keys, certificates, revocations, envelopes, channels, URIs, blobs and
+// resumptions sections, the link known answers, device keys kept non-extractable through IndexedDB, and a 10 MiB
 // blob. It reports on the console: "SMOKE FAIL ..." lines, then
 // "SMOKE DONE pass=N fail=M".
 import * as proto from "/app/js/proto/index.js";
@@ -36,6 +36,21 @@ for (const cv of v.certificates) await check(`cert ${cv.name}`, async () => {
   const run = async () => { const c = proto.parseDeviceCert(b64(cv.data)); await c.verify(pubs[cv.identity_key]); return c; };
   if (cv.error) return refuses(cv.error, run);
   const c = await run(); if (c.user !== cv.user) throw new Error("user");
+});
+for (const rv of v.revocations) await check(`revocation ${rv.name}`, async () => {
+  const run = async () => { const r = proto.parseRevocation(b64(rv.data)); await r.verify(pubs[rv.identity_key]); return r; };
+  if (rv.error) return refuses(rv.error, run);
+  if ((await run()).revoked !== rv.time * 1000) throw new Error("time");
+});
+for (const uv of v.uris) await check(`uri ${uv.uri}`, async () => {
+  const parse = uv.kind === "contact" ? proto.parseContactCard : proto.parseInvite;
+  if (uv.error) return refuses(uv.error, () => parse(uv.uri));
+  if (parse(uv.uri).server !== uv.server) throw new Error("server");
+});
+await check("link known answers (PROTOCOL.md 17.9)", async () => {
+  const seq = (n, from) => Uint8Array.from({ length: n }, (_, i) => from + i);
+  const code = new proto.LinkCode({ server: "https://chat.example.org", serverFP: await proto.serverFingerprint(pubs.server), user: v.certificates[0].user, mailbox: seq(16, 1), secret: seq(32, 0x20) });
+  if ((await code.responseMailbox()) !== "fbd7e293be63249fadcf0448ff599499") throw new Error("response mailbox");
 });
 for (const ev of v.envelopes) await check(`envelope ${ev.name}`, async () => {
   const run = () => proto.open(proto.parseEnvelope(b64(ev.envelope)), { user: ev.recipient_user, device: ev.recipient_device, key: privs[ev.recipient_key] }, ev.sender_identity_key ? pubs[ev.sender_identity_key] : null, ev.now_ms);
