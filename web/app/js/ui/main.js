@@ -324,7 +324,7 @@ function otherTab(lost) {
 
 /** Resolves true once this tab holds the app lock, false if another tab keeps it. */
 function holdLock() {
-  if (!navigator.locks) return Promise.resolve(true); // older browsers: no guard
+  if (!navigator.locks || !AbortSignal.timeout) return Promise.resolve(true); // older browsers: no guard
   return new Promise((resolve) => {
     navigator.locks.request(LOCK, { signal: AbortSignal.timeout(2000) }, (lock) => {
       resolve(true);
