@@ -113,24 +113,31 @@ func (a *Account) sendTo(ctx context.Context, conv *conversation, msg *protocol.
 	if err != nil {
 		return nil, err
 	}
+	// Keep our own copy, as the envelope sealed for this device, before
+	// sending: a receipt can come back before Send returns, and must find
+	// the message to mark. A send that fails takes the copy away again.
+	kept := false
+	if !isControl(msg.ContentType) {
+		for i, d := range parsed.Devices {
+			if d.User == a.dev.User && d.Device == a.dev.ID {
+				if err := a.storeEnvelope(ctx, conv.key, true, parsed, parsed.For(i)); err != nil {
+					return nil, err
+				}
+				kept = true
+			}
+		}
+	}
 	resp, err := conn.Send(ctx, env)
 	if err != nil {
+		if kept {
+			_, _ = a.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM messages WHERE id = ?`, parsed.ID.String())
+		}
 		return nil, err
 	}
 	res := &SendResult{ID: resp.ID, Expires: time.UnixMilli(resp.Expires)}
 	for _, r := range resp.Results {
 		if r.Status != api.StatusSelf {
 			res.Devices = append(res.Devices, r)
-		}
-	}
-	if !isControl(msg.ContentType) {
-		// Keep our own copy, as the envelope sealed for this device.
-		for i, d := range parsed.Devices {
-			if d.User == a.dev.User && d.Device == a.dev.ID {
-				if err := a.storeEnvelope(ctx, conv.key, true, parsed, parsed.For(i)); err != nil {
-					return nil, err
-				}
-			}
 		}
 	}
 	return res, nil
