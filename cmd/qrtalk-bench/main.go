@@ -188,7 +188,7 @@ func parseFlags(args []string, stderr io.Writer) (*Settings, error) {
 	fs.IntVar(&s.StoreDevices, "store-devices", 1000, "b: offline devices they are queued for (each also sends)")
 	group := fs.String("group", "100,1000", "c: group sizes (recipient devices)")
 	fs.IntVar(&s.GroupMessages, "group-messages", 200, "c: at most this many group messages per size")
-	fs.IntVar(&s.Idle, "idle", 4000, "d, e: idle live channels (issue 6's size is 10,000: 4 to 8 more minutes on 2 cores; one bench process holds at most about 19,000: open-files limit)")
+	fs.IntVar(&s.Idle, "idle", 10_000, "d, e: idle live channels, issue 6's size (on a busy machine, 4000 keeps --scenario all under 10 minutes; one bench process holds at most about 19,000: open-files limit)")
 	storm := fs.String("storm", "warm,cold", "e: reconnect kinds: warm (the SDK keeps its session) and/or cold (new Conn: new secure-channel session)")
 	fs.IntVar(&s.Blobs, "blobs", 10, "f: blobs uploaded and downloaded")
 	blobSize := fs.String("blob-size", "10MiB", "f: blob size (B, KiB, MiB)")
