@@ -17,7 +17,12 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-export const screenshotDir = path.join(repoRoot, 'docs', 'screenshots');
+// Screenshots go to a temporary directory, so that running the tests leaves
+// the work tree as it was; QRTALK_SCREENSHOTS=docs/screenshots (relative to
+// the repository, or absolute) refreshes the committed ones.
+export const screenshotDir = process.env.QRTALK_SCREENSHOTS
+  ? path.resolve(repoRoot, process.env.QRTALK_SCREENSHOTS)
+  : path.join(os.tmpdir(), 'qrtalk-screenshots');
 export const chromiumPath = '/usr/bin/chromium';
 
 export const phone = { width: 390, height: 844 };
@@ -380,7 +385,7 @@ export async function openApp(user, server, pathAndQuery = '/') {
   return resp;
 }
 
-/** Saves a screenshot as docs/screenshots/<name>.png. */
+/** Saves a screenshot as <screenshotDir>/<name>.png. */
 export async function screenshot(page, name) {
   await mkdir(screenshotDir, { recursive: true });
   const file = path.join(screenshotDir, `${name}.png`);

@@ -1,5 +1,6 @@
 // Screenshots of the main screens at phone (390×844) and desktop (1280×800)
-// size, written to docs/screenshots/ (the README shows one). Each screen is
+// size, written to $QRTALK_SCREENSHOTS (docs/screenshots to refresh the ones
+// the README shows; a temporary directory by default). Each screen is
 // also checked for what a small screen breaks first: nothing wider than the
 // viewport.
 
