@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -159,7 +160,8 @@ const tlsTicketPeriod = 24 * time.Hour
 // (docs/PERFORMANCE.md, scenario e). Deriving them from the server key
 // adds no secret to keep and none to lose: whoever has the server key can
 // already impersonate the server. TLS 1.3 resumption still runs an ECDHE
-// exchange (psk_dhe_ke), so a ticket key does not open recorded traffic;
+// exchange (psk_dhe_ke), so a ticket key does not open recorded traffic
+// (TLS 1.2 clients get no tickets: theirs would; see below);
 // and inside TLS, the secure channel protects every request on its own.
 // The keys are rotated at the first handshake of a new period.
 func useTicketKeys(tc *tls.Config, key *protocol.PrivateKey, now func() time.Time) {
@@ -184,7 +186,22 @@ func useTicketKeys(tc *tls.Config, key *protocol.PrivateKey, now func() time.Tim
 		current = period
 	}
 	rotate()
-	tc.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	// TLS 1.2 gets no tickets: a 1.2 ticket holds the connection's master
+	// secret and travels in the clear, so a key derived from server.key
+	// would let whoever obtains that file later decrypt every recorded
+	// 1.2 connection, its ECDHE handshake included. Made on the first 1.2
+	// hello, once tc is complete (serverTLS sets its certificates after).
+	var no12Once sync.Once
+	var no12 *tls.Config
+	tc.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if !slices.Contains(hello.SupportedVersions, tls.VersionTLS13) {
+			no12Once.Do(func() {
+				no12 = tc.Clone()
+				no12.GetConfigForClient = nil
+				no12.SessionTicketsDisabled = true
+			})
+			return no12, nil
+		}
 		rotate()
 		return nil, nil // nil: go on with tc itself
 	}

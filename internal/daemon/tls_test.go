@@ -78,7 +78,7 @@ func TestTLSTicketsAcrossRestarts(t *testing.T) {
 		t.Fatal("serverTLS: a restarted server did not resume the session")
 	}
 
-	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+	for _, version := range []uint16{tls.VersionTLS13} {
 		first := server(testkeys.Key(0), at)
 		cache := tls.NewLRUClientSessionCache(4)
 		if handshake(t, first, cache, version) {
@@ -100,5 +100,31 @@ func TestTLSTicketsAcrossRestarts(t *testing.T) {
 		if handshake(t, server(testkeys.Key(0), at.Add(2*tlsTicketPeriod)), cache, version) {
 			t.Errorf("TLS %x: a ticket resumed two periods later", version)
 		}
+	}
+}
+
+// TestTLS12NoTickets: a TLS 1.2 client gets no session ticket. A 1.2
+// ticket holds the connection's master secret and is sent in the clear;
+// sealed with a key derived from the server key, it would let whoever
+// later obtains server.key decrypt recorded 1.2 connections, the full
+// ECDHE handshake included: no forward secrecy left. (TLS 1.3 tickets
+// hold a resumption PSK only, and resumption still runs ECDHE.)
+func TestTLS12NoTickets(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, dir)
+	tc, _, _, err := serverTLS(cfg, testkeys.Key(0), "https://chat.example.org:8443", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := tls.NewLRUClientSessionCache(4)
+	handshake(t, tc, cache, tls.VersionTLS12)
+	if handshake(t, tc, cache, tls.VersionTLS12) {
+		t.Fatal("TLS 1.2 session resumed: its ticket, sealed with a key derived from server.key, holds the master secret")
+	}
+	// 1.3 still resumes on the same configuration.
+	cache = tls.NewLRUClientSessionCache(4)
+	handshake(t, tc, cache, tls.VersionTLS13)
+	if !handshake(t, tc, cache, tls.VersionTLS13) {
+		t.Fatal("TLS 1.3 did not resume")
 	}
 }
