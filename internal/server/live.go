@@ -344,6 +344,9 @@ func (s *Server) liveReader(ctx context.Context, ws *websocket.Conn, c *liveConn
 		for i := 0; i < len(body); i += protocol.MessageIDSize {
 			var id protocol.MessageID
 			copy(id[:], body[i:])
+			if id.IsZero() {
+				continue // never queued nor pushed; unknown IDs are ignored
+			}
 			c.mu.Lock()
 			ch, live := c.acks[id]
 			if live {

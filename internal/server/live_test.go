@@ -187,3 +187,45 @@ func TestLiveDrainBoundedByAcks(t *testing.T) {
 		return n == 0
 	})
 }
+
+// An acknowledgement frame may name IDs the server does not hold: they
+// are ignored (docs/PROTOCOL.md, "ack"), as POST /v1/ack ignores them. The
+// zero ID is one such: it must not end the channel nor lose the frame's
+// other acknowledgements.
+func TestLiveAckZeroIDIgnored(t *testing.T) {
+	ts := newTestServer(t, func(o *server.Options) { o.AckTimeout = 200 * time.Millisecond })
+	ctx := context.Background()
+	alice, bob := ts.newUser(t), ts.newUser(t)
+	resp, err := alice.Send(ctx, seal(t, alice, ts.clock.Now(), time.Hour, "queued", bob))
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := bob.Live(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if ev, err := live.Next(nctx); err != nil || ev.Type != client.EventEnvelope {
+		t.Fatalf("first event: %+v %v", ev, err)
+	}
+	if err := live.Ack(ctx, protocol.MessageID{}, resp.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the acknowledgement to delete bob's message", func() bool {
+		n, _ := ts.store.QueueDepth(ctx)
+		return n == 0
+	})
+	// The channel is still open: after the drained marker, a new message
+	// is pushed on it.
+	if ev, err := live.Next(nctx); err != nil || ev.Type != client.EventDrained {
+		t.Fatalf("after the ack: %+v %v", ev, err)
+	}
+	if _, err := alice.Send(ctx, seal(t, alice, ts.clock.Now(), time.Hour, "later", bob)); err != nil {
+		t.Fatal(err)
+	}
+	if ev, err := live.Next(nctx); err != nil || ev.Type != client.EventEnvelope {
+		t.Fatalf("a message sent after the ack: %+v %v", ev, err)
+	}
+}
