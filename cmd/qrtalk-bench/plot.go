@@ -514,7 +514,17 @@ func drawChart(c chart) (image.Image, error) {
 		for i, pt := range pts {
 			p.marker(s.marker, pt[0], pt[1], 4.5, s.col)
 			if c.valueLabels {
-				p.text(small, c.yFmt(s.pts[i][1]), pt[0]+8, pt[1]-8, -1, s.col)
+				// Above the point, or below it when another series'
+				// point just above would cover the label.
+				dy := -8.0
+				for _, o := range c.series {
+					for _, q := range o.pts {
+						if q[0] == s.pts[i][0] && q[1] > s.pts[i][1] && pt[1]-ya.px(q[1]) < 18 {
+							dy = 18
+						}
+					}
+				}
+				p.text(small, c.yFmt(s.pts[i][1]), pt[0]+8, pt[1]+dy, -1, s.col)
 			}
 		}
 	}
