@@ -90,7 +90,7 @@ export class Account extends EventTarget {
   #deliveredTimer = null;
   #deviceCache = new Map(); // user -> {at, identity, certs}: verified lists, for receipts and typing
   #opened = new Map(); // message ID -> {tag, status, view}: messages opened for display (memory only)
-  #early = new Map(); // message ID -> {kind, at}: receipts that came before our own copy was stored
+  #early = new Map(); // message ID -> {at, said: [{from, kind}]}: receipts that came before our own copy was stored
   connection = 'offline';
 
   /**
@@ -681,7 +681,8 @@ export class Account extends EventTarget {
         const early = this.#early.get(env.id);
         if (early) {
           this.#early.delete(env.id);
-          await this.#store.setMessageState(env.id, early.kind);
+          const kinds = early.said.filter((x) => env.recipients.includes(x.from)).map((x) => x.kind);
+          if (kinds.length) await this.#store.setMessageState(env.id, kinds.includes('read') ? 'read' : 'delivered');
         }
         for (const { att, encrypted } of kept) await this.#store.putBlob(env.id, P.toHex(att.blobID), encrypted, env.expires());
         this.#schedule();
@@ -774,10 +775,10 @@ export class Account extends EventTarget {
     const env = await P.parseEnvelope(raw);
     await this.expire();
     if ((await this.#store.hasSeen(env.id)) || this.now() >= env.expires()) return null;
-    const { r, msg } = await this.#open(env);
+    const { r, msg, checked } = await this.#open(env);
     if (r.signature !== SigInvalid && msg && isControl(msg.contentType)) {
       await this.#store.addSeen(env.id, env.expires());
-      await this.#applyControl(env, msg, r);
+      await this.#applyControl(env, msg, r, checked);
       return r;
     }
     const conv = this.#conversationOf(env, msg);
@@ -799,7 +800,10 @@ export class Account extends EventTarget {
     return r;
   }
 
-  // open decrypts an envelope for this device and names its signature status.
+  // open decrypts an envelope for this device and names its signature
+  // status. checked: the signature verified under a pinned key (this user's
+  // or a contact's); a sender that is not a contact is only a claim, which
+  // the server could have made in anyone's name.
   async #open(env, { cache = false } = {}) {
     const r = {
       id: env.id, conversation: '', conversationName: '', from: env.sender, fromName: '', outgoing: env.sender === this.user,
@@ -846,7 +850,7 @@ export class Account extends EventTarget {
     };
     show(status, view);
     if (cache) this.#remember(env.id, { tag, status, view });
-    return { r, msg };
+    return { r, msg, checked: status === 'verified' && key !== null };
   }
 
   #remember(id, entry) {
@@ -870,7 +874,7 @@ export class Account extends EventTarget {
     return (await this.#store.getContact(id))?.name ?? id;
   }
 
-  async #applyControl(env, msg, r) {
+  async #applyControl(env, msg, r, checked) {
     const conversation = this.#conversationOf(env, msg);
     r.conversation = conversation;
     r.conversationName = await this.#conversationName(conversation);
@@ -884,16 +888,20 @@ export class Account extends EventTarget {
         }
         r.event = rc.kind;
         r.eventIDs = rc.ids.filter((id) => typeof id === 'string');
+        // Ticks change only on a receipt whose signature was checked, from
+        // a user the message went to: not one the server wrote in the name
+        // of a stranger, nor one from a contact about another's message.
+        if (!checked) return;
         let about = null; // the conversation of the messages it is about (a group's, for group messages)
         for (const id of r.eventIDs) {
           // "read" wins over "delivered"; only our own messages change.
           const m = await this.#store.getMessage(id);
-          if (m && m.outgoing && m.state !== 'read') await this.#store.setMessageState(id, rc.kind);
+          if (m && m.outgoing && m.state !== 'read' && (await this.#wentTo(m, env.sender))) await this.#store.setMessageState(id, rc.kind);
           about ??= m?.conversation ?? null;
           // A receipt can overtake the sender's own copy: the server
           // answers a send only once the recipient acknowledged it, and a
           // recipient may send its receipt at once. Kept for the copy.
-          if (!m) this.#earlyReceipt(id, rc.kind);
+          if (!m) this.#earlyReceipt(id, rc.kind, env.sender);
         }
         this.#emit('receipt', { from: env.sender, kind: rc.kind, ids: r.eventIDs, conversation: about ?? 'u:' + env.sender });
         break;
@@ -904,7 +912,9 @@ export class Account extends EventTarget {
         break;
       case ContentGroup: {
         r.event = 'group';
-        if (r.signature === SigUnsigned) return; // group changes must be signed
+        // Group changes must be signed, under a pinned key: a stranger's
+        // (or the server's) claim adds and removes no one.
+        if (!checked) return;
         const g = await this.#applyGroup(env.sender, msg.groupID, msg.body);
         if (g) this.#emit('group', this.#groupView(g));
         break;
@@ -912,11 +922,25 @@ export class Account extends EventTarget {
     }
   }
 
-  #earlyReceipt(id, kind) {
+  #earlyReceipt(id, kind, from) {
     const now = this.now();
     for (const [k, v] of this.#early) if (v.at < now - 60_000) this.#early.delete(k);
     if (this.#early.size >= 1000) return;
-    if (this.#early.get(id)?.kind !== 'read') this.#early.set(id, { kind, at: now });
+    // Who said what is kept: the copy, once stored, counts only what its
+    // recipients said.
+    const old = this.#early.get(id);
+    const said = (old?.said ?? []).filter((x) => x.from !== from || x.kind === 'read');
+    if (!said.some((x) => x.from === from)) said.push({ from, kind });
+    this.#early.set(id, { at: now, said });
+  }
+
+  // wentTo reports whether user is a recipient of the stored message m.
+  async #wentTo(m, user) {
+    try {
+      return (await P.parseEnvelope(m.envelope)).recipients.includes(user);
+    } catch {
+      return false;
+    }
   }
 
   // deliveredLater queues a delivered receipt: what arrives together (a
@@ -1020,7 +1044,7 @@ export class Account extends EventTarget {
     const blobID = P.toHex(att.blobID);
     let data = await this.#store.getBlob(env.id, blobID);
     if (!data) {
-      data = await (await this.conn()).download(blobID, att.sha256, onProgress);
+      data = await (await this.conn()).download(blobID, att.sha256, onProgress, attachmentBound(att));
       await this.#store.putBlob(env.id, blobID, data, env.expires());
     }
     const bytes = data instanceof Uint8Array ? data : new Uint8Array(await data.arrayBuffer());
@@ -1034,7 +1058,7 @@ export class Account extends EventTarget {
       const blobID = P.toHex(att.blobID);
       if (await this.#store.getBlob(env.id, blobID)) continue;
       const data = await conn.download(blobID, att.sha256,
-        (done, total) => this.#emit('download', { id: env.id, blobID, name: att.name, done, total }));
+        (done, total) => this.#emit('download', { id: env.id, blobID, name: att.name, done, total }), attachmentBound(att));
       await this.#store.putBlob(env.id, blobID, data, env.expires());
     }
   }
@@ -1225,6 +1249,12 @@ export class Account extends EventTarget {
       this.#live = null;
     }
   }
+}
+
+// attachmentBound is the encrypted size of the attachment the signed
+// message names: download reads no more than that.
+function attachmentBound(att) {
+  return typeof att.size === 'number' ? Math.min(P.encryptedBlobSize(att.size), Number.MAX_SAFE_INTEGER) : Number.MAX_SAFE_INTEGER;
 }
 
 // newDevice makes the credentials of a device of user: encryption and

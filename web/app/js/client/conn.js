@@ -294,9 +294,12 @@ export class Conn {
 
   /**
    * download fetches a blob and checks it against its SHA-256 (from the
-   * message that referenced it). Returns the encrypted bytes.
+   * message that referenced it). Returns the encrypted bytes. maxSize (the
+   * encrypted size of the attachment the signed message names) bounds what
+   * is read: a server cannot fill the tab's memory with an endless body.
    */
-  async download(id, sha256, onProgress) {
+  async download(id, sha256, onProgress, maxSize) {
+    if (!Number.isSafeInteger(maxSize) || maxSize < 0) throw new TypeError('download needs the size the blob may have');
     const path = '/v1/blobs/' + id;
     let resp;
     let failed = null;
@@ -309,15 +312,24 @@ export class Conn {
       if (attempt === 0 && isAPI(err, API.sessionUnknown)) { failed = sess; continue; }
       throw err;
     }
+    const tooLarge = () => new ClientError('decrypt', `the server sent a blob larger than the attachment (${maxSize} bytes): it was changed on the way`);
     const total = Number(resp.headers.get('content-length') ?? 0);
+    if (total > maxSize) {
+      await resp.body?.cancel().catch(() => {});
+      throw tooLarge();
+    }
     const parts = [];
     let done = 0;
     const reader = resp.body.getReader();
     for (;;) {
       const { value, done: end } = await reader.read();
       if (end) break;
-      parts.push(value);
       done += value.byteLength;
+      if (done > maxSize) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge();
+      }
+      parts.push(value);
       onProgress?.(done, total);
     }
     const data = P.concat(...parts);
