@@ -18,6 +18,7 @@ import (
 type sessionTable struct {
 	mu       sync.RWMutex
 	sessions map[protocol.SessionID]*protocol.ServerSession
+	drops    uint64 // bumped by every dropDevice (see addActive)
 
 	// Resumption tickets: keys derived from the server key, so that a
 	// restarted server and every node of a cluster open each other's
@@ -42,6 +43,42 @@ func (t *sessionTable) add(s *protocol.ServerSession) {
 	t.mu.Unlock()
 }
 
+// dropCount returns the number of dropDevice calls so far.
+func (t *sessionTable) dropCount() uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.drops
+}
+
+func (t *sessionTable) remove(id protocol.SessionID) {
+	t.mu.Lock()
+	delete(t.sessions, id)
+	t.mu.Unlock()
+}
+
+// addActive adds a session whose device was read as active after
+// dropCount returned drops. A revocation commits, then drops the device's
+// sessions (here, or on other nodes from the bus notice): if no drop
+// happened since that read, a later one will find the session; if one
+// did, it may have been this device's, committed after the read, and the
+// device is read again. Without this, a session set up across a
+// revocation would serve the revoked device until it expires.
+func (s *Server) addActive(ctx context.Context, sess *protocol.ServerSession, drops uint64) *api.Error {
+	s.sessions.add(sess)
+	if s.sessions.dropCount() == drops {
+		return nil
+	}
+	dev, err := s.opts.Store.Device(ctx, sess.User, sess.Device)
+	if err == nil && !dev.IsRevoked() {
+		return nil
+	}
+	s.sessions.remove(sess.ID())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return s.storeError("looking up device", err)
+	}
+	return api.ErrDeviceUnknown
+}
+
 func (t *sessionTable) get(id protocol.SessionID) *protocol.ServerSession {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
@@ -58,6 +95,7 @@ func (t *sessionTable) len() int {
 func (t *sessionTable) dropDevice(u protocol.UserID, d protocol.DeviceID, all bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.drops++
 	for id, s := range t.sessions {
 		if s.User == u && (all || s.Device == d) {
 			delete(t.sessions, id)
@@ -94,6 +132,7 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, protocolError(err, api.ErrMalformed))
 		return
 	}
+	drops := s.sessions.dropCount()
 	dev, err := s.opts.Store.Device(r.Context(), setup.User, setup.Device)
 	if err != nil || dev.IsRevoked() {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -120,7 +159,10 @@ func (s *Server) handleSession(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.sessions.add(sess)
+	if aerr := s.addActive(r.Context(), sess, drops); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
 	s.metrics.sessionsCreated.Inc()
 	s.issueTicket(w, sess)
 	w.Header().Set("Content-Type", api.ContentFrame)
@@ -144,6 +186,7 @@ func (s *Server) handleResume(w http.ResponseWriter, r *http.Request, body []byt
 		writeError(w, resumeRefused(err))
 		return
 	}
+	drops := s.sessions.dropCount()
 	dev, err := s.opts.Store.Device(r.Context(), q.User, q.Device)
 	if err != nil || dev.IsRevoked() {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -158,7 +201,10 @@ func (s *Server) handleResume(w http.ResponseWriter, r *http.Request, body []byt
 		writeError(w, resumeRefused(err))
 		return
 	}
-	s.sessions.add(sess)
+	if aerr := s.addActive(r.Context(), sess, drops); aerr != nil {
+		writeError(w, aerr)
+		return
+	}
 	s.metrics.sessionsCreated.Inc()
 	s.issueTicket(w, sess)
 	w.Header().Set("Content-Type", api.ContentResume)

@@ -9,12 +9,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/qrtalk/qrtalk/client"
 	"github.com/qrtalk/qrtalk/internal/api"
 	"github.com/qrtalk/qrtalk/internal/server"
+	"github.com/qrtalk/qrtalk/internal/store"
 	"github.com/qrtalk/qrtalk/protocol"
 )
 
@@ -338,5 +341,86 @@ func TestClusterResumeAcrossNodes(t *testing.T) {
 	}
 	if _, _, _, err := sc.resume(a, next); err != nil {
 		t.Fatalf("node B's ticket on node A: %v", err)
+	}
+}
+
+// gatedStore holds one Device lookup of a chosen device after it has read
+// the store, so that a test can revoke the device in that window.
+type gatedStore struct {
+	store.Store
+	device atomic.Pointer[protocol.DeviceID]
+	read   chan struct{} // closed once the held lookup has read
+	resume chan struct{} // closed to let it return
+	once   sync.Once
+}
+
+func (g *gatedStore) Device(ctx context.Context, u protocol.UserID, d protocol.DeviceID) (store.Device, error) {
+	dev, err := g.Store.Device(ctx, u, d)
+	if p := g.device.Load(); p != nil && d == *p {
+		held := false
+		g.once.Do(func() { held = true })
+		if held {
+			close(g.read)
+			<-g.resume
+		}
+	}
+	return dev, err
+}
+
+// A device revoked while its session is being set up or resumed (the
+// server read it as active just before the revocation committed, and adds
+// the session just after the revocation dropped the device's sessions)
+// must not keep that session.
+func TestSessionSetupRacingRevocation(t *testing.T) {
+	for _, resume := range []bool{false, true} {
+		var g *gatedStore
+		ts := newTestServer(t, func(o *server.Options) {
+			g = &gatedStore{Store: o.Store, read: make(chan struct{}), resume: make(chan struct{})}
+			o.Store = g
+		})
+		sc := newSessionClient(t, ts)
+		ctx := context.Background()
+		url := ts.ts.URL
+		bob := ts.newUser(t)
+		bob2 := ts.linkDevice(t, bob)
+		_, ticket := sc.setup(url, bob2.Device(), ts.key.Public())
+		id := bob2.Device().ID
+		g.device.Store(&id)
+
+		type result struct {
+			sess *protocol.ClientSession
+			err  error
+		}
+		done := make(chan result, 1)
+		go func() {
+			if resume {
+				sess, _, _, err := sc.resume(url, ticket)
+				done <- result{sess, err}
+				return
+			}
+			// A full setup, by hand (sc.setup fails the test on error).
+			s, setup, err := protocol.NewClientSession(protocol.ChannelDevice{User: bob2.Device().User, Device: bob2.Device().ID, AuthKey: bob2.Device().Auth}, ts.key.Public(), ts.clock.Now())
+			if err != nil {
+				done <- result{nil, err}
+				return
+			}
+			confirm, _, err := sc.post(url, setup)
+			if err == nil {
+				err = s.Confirm(confirm, ts.clock.Now())
+			}
+			done <- result{s, err}
+		}()
+		<-g.read
+		if err := bob.Revoke(ctx, bob2.Device().ID); err != nil {
+			t.Fatal(err)
+		}
+		close(g.resume)
+		r := <-done
+		if r.err != nil {
+			continue // refused: right
+		}
+		if err := sc.inbox(url, r.sess); err == nil {
+			t.Errorf("resume=%v: a session set up across the revocation serves the revoked device", resume)
+		}
 	}
 }
