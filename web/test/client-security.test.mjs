@@ -131,3 +131,24 @@ test('download stops reading a blob larger than the attachment it is for', { tim
   const ok = fakeConn(async () => new Response(data, { status: 200 }));
   assert.deepEqual(await ok.download('ab'.repeat(16), sum, undefined, max), data);
 });
+
+test('a group message from someone not in the group (a removed member) is not shown in the group', { timeout: 60_000 }, async () => {
+  const { acc, store, dev: me } = await account();
+  const alice = await person();
+  const bob = await person();
+  try {
+    await store.putContact(contactOf(alice, 'alice'));
+    await store.putContact(contactOf(bob, 'bob'));
+    const id = P.toHex(P.randomBytes(16));
+    await store.putGroup({ id, name: 'team', members: [me.user, alice.user], version: 2 });
+    const groupID = P.fromHex(id);
+    await acc.receive((await sealFrom(alice, [me], { contentType: ContentText, groupID, body: enc.encode('from a member') })).raw);
+    await acc.receive((await sealFrom(bob, [me], { contentType: ContentText, groupID, body: enc.encode('from outside') })).raw);
+    const texts = (await acc.messages('g:' + id)).map((r) => r.message?.text);
+    assert.deepEqual(texts, ['from a member'], 'a non-member wrote into the group');
+    // Not lost: shown as what it is, a message from bob.
+    assert.deepEqual((await acc.messages('u:' + bob.user)).map((r) => r.message?.text), ['from outside']);
+  } finally {
+    acc.close();
+  }
+});

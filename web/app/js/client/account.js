@@ -781,7 +781,7 @@ export class Account extends EventTarget {
       await this.#applyControl(env, msg, r, checked);
       return r;
     }
-    const conv = this.#conversationOf(env, msg);
+    const conv = await this.#conversationOf(env, msg);
     await this.#storeEnvelope(conv, env.sender === this.user, env, raw);
     this.#schedule();
     r.conversation = conv;
@@ -859,9 +859,15 @@ export class Account extends EventTarget {
     if (this.#opened.size > OPENED_CACHE) this.#opened.delete(this.#opened.keys().next().value);
   }
 
-  // conversationOf: the group of a group message, else the other party.
-  #conversationOf(env, msg) {
-    if (msg?.groupID?.length) return 'g:' + P.toHex(msg.groupID);
+  // conversationOf: the group of a group message, else the other party. A
+  // message naming a known group whose members do not include its sender
+  // (a removed member, say) goes with the sender, not into the group.
+  async #conversationOf(env, msg) {
+    if (msg?.groupID?.length) {
+      const id = P.toHex(msg.groupID);
+      const g = env.sender === this.user ? null : await this.#store.getGroup(id);
+      if (!g || g.members.includes(env.sender)) return 'g:' + id;
+    }
     if (env.sender !== this.user) return 'u:' + env.sender;
     const other = env.recipients.find((u) => u !== this.user); // a copy of what this user sent from another device
     return 'u:' + (other ?? this.user);
@@ -875,7 +881,7 @@ export class Account extends EventTarget {
   }
 
   async #applyControl(env, msg, r, checked) {
-    const conversation = this.#conversationOf(env, msg);
+    const conversation = await this.#conversationOf(env, msg);
     r.conversation = conversation;
     r.conversationName = await this.#conversationName(conversation);
     r.message = null;
