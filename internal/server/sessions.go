@@ -214,9 +214,11 @@ func (s *Server) handleResume(w http.ResponseWriter, r *http.Request, body []byt
 
 // resumeRefused: a clock too far off is the device's to fix (a full setup
 // would fail the same way); any other refusal of a resume means "set up a
-// full session", with the reason for the logs.
+// full session", with the reason for the logs. That includes a ticket of
+// another version (docs/PROTOCOL.md 18.8: steps 3 to 8 are 40101); the
+// resume message's own version is answered before, by ParseResume.
 func resumeRefused(err error) *api.Error {
-	if errors.Is(err, protocol.ErrClockSkew) || errors.Is(err, protocol.ErrVersion) {
+	if errors.Is(err, protocol.ErrClockSkew) {
 		return protocolError(err, api.ErrMalformed)
 	}
 	return api.ErrSessionUnknown.With("resumption refused (%v); set up a full session", err)

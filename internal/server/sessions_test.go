@@ -424,3 +424,24 @@ func TestSessionSetupRacingRevocation(t *testing.T) {
 		}
 	}
 }
+
+// docs/PROTOCOL.md 18.8: a refused ticket (steps 3 to 8, its version byte
+// included) is 40101; only the resume message's own version is 40005.
+func TestSessionResumeTicketVersion(t *testing.T) {
+	ts := newTestServer(t)
+	sc := newSessionClient(t, ts)
+	url := ts.ts.URL
+	alice := ts.newUser(t)
+	_, ticket := sc.setup(url, alice.Device(), ts.key.Public())
+	msg := mustResume(t, ticket, ts.clock.Now())
+	bad := bytes.Clone(msg)
+	bad[98] = 2 // the ticket's version
+	if _, _, err := sc.post(url, bad); !errors.Is(err, api.ErrSessionUnknown) {
+		t.Fatalf("resume with a ticket of version 2: got %v, want ErrSessionUnknown (40101)", err)
+	}
+	bad = bytes.Clone(msg)
+	bad[0] = 2 // the message's version
+	if _, _, err := sc.post(url, bad); !errors.Is(err, api.ErrVersion) {
+		t.Fatalf("resume message of version 2: got %v, want ErrVersion (40005)", err)
+	}
+}
