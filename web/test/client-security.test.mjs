@@ -152,3 +152,27 @@ test('a group message from someone not in the group (a removed member) is not sh
     acc.close();
   }
 });
+
+test('a signed message from someone who is not a contact says its signature was not checked', { timeout: 60_000 }, async () => {
+  const { acc, store, dev: me } = await account();
+  const stranger = await person();
+  const alice = await person();
+  try {
+    await store.putContact({ ...contactOf(alice, 'alice'), verified: false });
+    const r1 = await acc.receive((await sealFrom(stranger, [me], { contentType: ContentText, body: enc.encode('trust me') })).raw);
+    // The server could have written it in the stranger's name: no key was
+    // there to check it with, so it must not read as signed by anyone.
+    assert.equal(r1.signature, 'unverified key');
+    assert.equal(r1.checked, false);
+    const r2 = await acc.receive((await sealFrom(alice, [me], { contentType: ContentText, body: enc.encode('hello') })).raw);
+    assert.equal(r2.signature, 'unverified key');
+    assert.equal(r2.checked, true, 'a pinned (unverified) contact key was checked');
+    // The same when the list is read again (from the cache of opened messages, too).
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual((await acc.messages('u:' + stranger.user)).map((r) => r.checked), [false]);
+      assert.deepEqual((await acc.messages('u:' + alice.user)).map((r) => r.checked), [true]);
+    }
+  } finally {
+    acc.close();
+  }
+});

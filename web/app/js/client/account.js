@@ -807,7 +807,7 @@ export class Account extends EventTarget {
   async #open(env, { cache = false } = {}) {
     const r = {
       id: env.id, conversation: '', conversationName: '', from: env.sender, fromName: '', outgoing: env.sender === this.user,
-      sent: env.sent, expires: env.expires(), signature: SigInvalid, message: null, state: '', event: '', eventIDs: [],
+      sent: env.sent, expires: env.expires(), signature: SigInvalid, checked: false, message: null, state: '', event: '', eventIDs: [],
     };
     let key = null;
     let verified = false;
@@ -825,6 +825,9 @@ export class Account extends EventTarget {
       if (status === 'unsigned') r.signature = SigUnsigned;
       else if (status === 'verified' && verified) r.signature = SigVerified;
       else r.signature = SigUnverifiedKey;
+      // Verified under the pinned key of this user or of a contact; a
+      // stranger's signature is never checked (no key to check it with).
+      r.checked = status === 'verified';
       r.message = { ...view, attachments: view.attachments.map((a) => ({ ...a })) };
     };
     // A list shown again (every receipt redraws it) need not be decrypted
@@ -850,7 +853,7 @@ export class Account extends EventTarget {
     };
     show(status, view);
     if (cache) this.#remember(env.id, { tag, status, view });
-    return { r, msg, checked: status === 'verified' && key !== null };
+    return { r, msg, checked: r.checked };
   }
 
   #remember(id, entry) {

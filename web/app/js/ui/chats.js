@@ -292,6 +292,10 @@ const SIG_LABEL = {
   invalid: ['Invalid signature', 'sig-bad', 'invalid signature'],
 };
 
+// Signed by someone who is not a contact: no key was pinned to check the
+// signature with, so it proves nothing (the server could have written it).
+const SIG_UNCHECKED = ['Not checked: the sender is not a contact, so nothing proves who sent it', 'sig-none', 'not checked'];
+
 const TICKS = {
   '': ['✓', 'Sent'],
   delivered: ['✓✓', 'Delivered'],
@@ -314,7 +318,8 @@ function messageItem(ctx, it) {
     const atts = r.message.attachments || [];
     atts.forEach((a, i) => bubble.append(attachmentView(ctx, it, a, i)));
   }
-  const [sigTitle, sigClass, sigText] = SIG_LABEL[r.signature] || [r.signature, 'sig-warn', r.signature];
+  const [sigTitle, sigClass, sigText] = (r.signature === 'unverified key' && !r.checked ? SIG_UNCHECKED : SIG_LABEL[r.signature]) ||
+    [r.signature, 'sig-warn', r.signature];
   it.countdown = h('span', { class: 'countdown', role: 'timer' }, h('span'));
   it.ticks = h('span', { class: 'ticks', role: 'img' });
   const meta = h('p', { class: 'meta' },
