@@ -176,3 +176,17 @@ test('a signed message from someone who is not a contact says its signature was 
     acc.close();
   }
 });
+
+test('a provisioning mailbox answer larger than a provisioning message is not read whole', { timeout: 30_000 }, async () => {
+  const chunk = new Uint8Array(64 << 10);
+  let pulled = 0;
+  const conn = fakeConn(async () => new Response(new ReadableStream({
+    pull(ctrl) {
+      pulled++;
+      if (pulled > 4096) { ctrl.close(); return; } // 256 MiB: the test's own bound
+      ctrl.enqueue(chunk);
+    },
+  }), { status: 200 }));
+  await assert.rejects(conn.provisionTake('ab'.repeat(32), 0), /more than a provisioning message/);
+  assert.ok(pulled * chunk.length < P.MAX_LINK_MESSAGE_SIZE + 4 * chunk.length, `read ${pulled} chunks of 64 KiB`);
+});

@@ -312,27 +312,8 @@ export class Conn {
       if (attempt === 0 && isAPI(err, API.sessionUnknown)) { failed = sess; continue; }
       throw err;
     }
-    const tooLarge = () => new ClientError('decrypt', `the server sent a blob larger than the attachment (${maxSize} bytes): it was changed on the way`);
-    const total = Number(resp.headers.get('content-length') ?? 0);
-    if (total > maxSize) {
-      await resp.body?.cancel().catch(() => {});
-      throw tooLarge();
-    }
-    const parts = [];
-    let done = 0;
-    const reader = resp.body.getReader();
-    for (;;) {
-      const { value, done: end } = await reader.read();
-      if (end) break;
-      done += value.byteLength;
-      if (done > maxSize) {
-        await reader.cancel().catch(() => {});
-        throw tooLarge();
-      }
-      parts.push(value);
-      onProgress?.(done, total);
-    }
-    const data = P.concat(...parts);
+    const data = await readBounded(resp, maxSize,
+      () => new ClientError('decrypt', `the server sent a blob larger than the attachment (${maxSize} bytes): it was changed on the way`), onProgress);
     const sum = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
     if (!P.bytesEqual(sum, sha256)) throw new ClientError('decrypt', 'the attachment does not match its SHA-256: it was changed on the way');
     return data;
@@ -368,10 +349,35 @@ export class Conn {
     const q = wait > 0 ? `?wait=${Math.floor(wait)}` : '';
     const resp = await this.fetch(this.server + `/v1/provision/${mailboxHex}/take${q}`, { method: 'POST', cache: 'no-store', signal });
     if (!resp.ok) throw await errorOf(resp);
-    const data = new Uint8Array(await resp.arrayBuffer());
-    if (data.byteLength > P.MAX_LINK_MESSAGE_SIZE) throw new Error('the server returned more than a provisioning message');
-    return data;
+    return readBounded(resp, P.MAX_LINK_MESSAGE_SIZE, () => new Error('the server returned more than a provisioning message'));
   }
+}
+
+// readBounded reads a response body of at most max bytes; a longer one (by
+// its stated length, or as it arrives) is cancelled and tooLarge() thrown,
+// so a server cannot make the page buffer an endless body.
+async function readBounded(resp, max, tooLarge, onProgress) {
+  const total = Number(resp.headers.get('content-length') ?? 0);
+  if (total > max) {
+    await resp.body?.cancel().catch(() => {});
+    throw tooLarge();
+  }
+  if (!resp.body) return new Uint8Array(0);
+  const parts = [];
+  let done = 0;
+  const reader = resp.body.getReader();
+  for (;;) {
+    const { value, done: end } = await reader.read();
+    if (end) break;
+    done += value.byteLength;
+    if (done > max) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge();
+    }
+    parts.push(value);
+    onProgress?.(done, total);
+  }
+  return P.concat(...parts);
 }
 
 function safeJSON(bytes) {
