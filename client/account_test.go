@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net/http/httptest"
 	"os"
@@ -262,4 +263,65 @@ func rejoinAs(t *testing.T, s *sdkServer, user protocol.UserID) *client.Conn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Listen acknowledges what it received through the channel's Acker, so
+// that a queue drains in few frames; every message it handed over is
+// acknowledged, also the last ones when Listen stops: the server's queue
+// is empty afterwards, and nothing comes again.
+func TestListenAcknowledgesEverything(t *testing.T) {
+	s := startSDKServer(t)
+	ctx := context.Background()
+	alice, bob := s.join(t), s.join(t)
+	if _, err := alice.AddContact(ctx, bob.ContactCard().URI(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.AddContact(ctx, alice.ContactCard().URI(), "alice"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for i := range n {
+		if _, err := alice.Send(ctx, "bob", fmt.Appendf(nil, "message %d", i), client.SendOptions{TTL: time.Hour, Unsigned: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	got := 0
+	err := bob.Listen(lctx, func(r *client.Received) {
+		if r.Message != nil {
+			got++
+			if got == n {
+				cancel()
+			}
+		}
+	})
+	if got != n {
+		t.Fatalf("listen: %d of %d messages, %v", got, n, err)
+	}
+	conn, err := bob.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server commits acknowledgements in batches, after reading
+	// them: give the last batch a moment.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		inbox, err := conn.Inbox(ctx, 100, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(inbox.Envelopes) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, e := range inbox.Envelopes {
+				if env, err := protocol.ParseEnvelope(e); err == nil {
+					t.Logf("still queued: %s from %s sent %v", env.ID, env.Sender, env.Sent)
+				}
+			}
+			t.Fatalf("%d messages still queued on the server 5 s after Listen acknowledged them", len(inbox.Envelopes))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

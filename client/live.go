@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -137,4 +138,97 @@ func (l *Live) Ack(ctx context.Context, ids ...protocol.MessageID) error {
 // Close ends the live channel.
 func (l *Live) Close() error {
 	return l.ws.Close(websocket.StatusNormalClosure, "bye")
+}
+
+// maxAckIDs bounds the message IDs in one acknowledgement frame (16 bytes
+// each; the server takes frames up to 64 KiB).
+const maxAckIDs = 1024
+
+// An Acker acknowledges envelopes of a live channel in the background.
+// IDs queued while a frame is being written go out together in the next
+// one, so a device draining a long queue sends a few large
+// acknowledgements instead of one frame per message, and the server
+// deletes them in one transaction; when messages come one at a time,
+// each goes at once. Queue an ID only once the message is kept (or
+// shown): an acknowledged message is deleted from the server.
+type Acker struct {
+	l    *Live
+	mu   sync.Mutex
+	ids  []protocol.MessageID
+	err  error
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Acker starts the channel's background acknowledger. Close it before
+// the channel.
+func (l *Live) Acker() *Acker {
+	a := &Acker{l: l, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go a.run()
+	return a
+}
+
+// Ack queues ids for acknowledgement. It returns the error of an earlier
+// acknowledgement that failed (the channel is then unusable: reconnect;
+// what was not acknowledged comes again).
+func (a *Acker) Ack(ids ...protocol.MessageID) error {
+	a.mu.Lock()
+	if a.err != nil {
+		err := a.err
+		a.mu.Unlock()
+		return err
+	}
+	a.ids = append(a.ids, ids...)
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Close sends what is queued and stops the acknowledger.
+func (a *Acker) Close() error {
+	select {
+	case <-a.stop:
+	default:
+		close(a.stop)
+	}
+	<-a.done
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.err
+}
+
+func (a *Acker) run() {
+	defer close(a.done)
+	for {
+		stopping := false
+		select {
+		case <-a.wake:
+		case <-a.stop:
+			stopping = true
+		}
+		a.mu.Lock()
+		ids := a.ids
+		a.ids = nil
+		a.mu.Unlock()
+		for len(ids) > 0 {
+			n := min(len(ids), maxAckIDs)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := a.l.Ack(ctx, ids[:n]...)
+			cancel()
+			if err != nil {
+				a.mu.Lock()
+				a.err = err
+				a.mu.Unlock()
+				return
+			}
+			ids = ids[n:]
+		}
+		if stopping {
+			return
+		}
+	}
 }

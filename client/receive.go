@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qrtalk/qrtalk/internal/api"
@@ -371,9 +372,32 @@ func (a *Account) listenOnce(ctx context.Context, fn func(*Received)) error {
 	if err != nil {
 		return err
 	}
-	defer live.Close()
+	acks := live.Acker()
+	// The channel is read without ctx: the WebSocket library drops the
+	// connection at once when a read's context ends, and a connection
+	// dropped with data in flight can lose the last acknowledgements.
+	// When ctx ends, or the loop does, the queued acknowledgements are
+	// sent first, then the channel closes with a closing handshake.
+	closed := make(chan struct{})
+	var closeOnce sync.Once
+	shut := func() {
+		closeOnce.Do(func() {
+			acks.Close()
+			live.Close()
+			close(closed)
+		})
+	}
+	stop := context.AfterFunc(ctx, shut)
+	defer func() {
+		stop()
+		shut()
+		<-closed
+	}()
 	for {
-		ev, err := live.Next(ctx)
+		ev, err := live.Next(context.Background())
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if err != nil {
 			return err
 		}
@@ -386,7 +410,7 @@ func (a *Account) listenOnce(ctx context.Context, fn func(*Received)) error {
 				return err
 			}
 			if env, perr := protocol.ParseEnvelope(ev.Envelope); perr == nil {
-				if err := live.Ack(ctx, env.ID); err != nil {
+				if err := acks.Ack(env.ID); err != nil {
 					return err
 				}
 			}

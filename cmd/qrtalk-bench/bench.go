@@ -378,8 +378,10 @@ func (d *device) closeIdle() {
 	}
 }
 
-// openLive opens device d's live channel. Its reader acknowledges every
-// envelope at once and then hands the message ID to b.sink. With
+// openLive opens device d's live channel. Its reader queues every
+// envelope's acknowledgement at once (client.Acker, as the SDK's Listen:
+// sent at once when idle, together with the others that arrive meanwhile
+// when busy) and then hands the message ID to b.sink. With
 // waitDrained it returns once the server has attached the channel (its
 // queue pushed, then the drained marker).
 func (b *bench) openLive(ctx context.Context, d *device, waitDrained bool) error {
@@ -397,6 +399,8 @@ func (b *bench) openLive(ctx context.Context, d *device, waitDrained bool) error
 		defer close(d.done)
 		var once sync.Once
 		bg := context.Background()
+		acks := l.Acker() // as the SDK's Listen: acknowledgements that wait go together
+		defer acks.Close()
 		for {
 			ev, err := l.Next(bg)
 			if err != nil {
@@ -409,7 +413,7 @@ func (b *bench) openLive(ctx context.Context, d *device, waitDrained bool) error
 				}
 				var id protocol.MessageID
 				copy(id[:], ev.Envelope[2:]) // version, type, then the message ID
-				if err := l.Ack(bg, id); err != nil {
+				if err := acks.Ack(id); err != nil {
 					return
 				}
 				if f := b.sink.Load(); f != nil {
