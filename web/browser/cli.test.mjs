@@ -185,3 +185,23 @@ test('an unsigned message from the CLI shows as unsigned in the browser', { time
   await got.getByText('unsigned', { exact: true }).waitFor();
   assert.equal(await got.getByText('verified', { exact: true }).count(), 0, 'not shown as verified');
 });
+
+test('adding a known contact again with mistyped fingerprint digits keeps the contact and its pinned key', { timeout: TEST_TIMEOUT }, async () => {
+  assert.ok(ready, 'needs the contacts of the first test');
+  const page = alice.page;
+  const carolID = await carol.json('id', '--json');
+  await goTo(page, 'Contacts');
+  await page.getByRole('button', { name: 'Add contact' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Add a contact' });
+  await dialog.getByLabel('Contact code or user ID').fill(carolID.user);
+  await dialog.getByLabel('Name', { exact: true }).fill('Carol again');
+  await dialog.getByLabel('Their fingerprint (optional, with a user ID)').fill('12345 '.repeat(8).trim());
+  await dialog.getByRole('button', { name: 'Add contact' }).click();
+  await dialog.getByRole('alert').filter({ hasText: 'does not match' }).waitFor();
+  await dialog.getByRole('button', { name: 'Close' }).click();
+  // Carol is still there, still verified: a typo deletes no pinned key.
+  await goTo(page, 'Contacts');
+  await page.getByRole('link', { name: 'Chat with Carol', exact: true }).waitFor();
+  const chat = await openChat(page, 'Carol');
+  await chat.getByText('✔ verified').waitFor();
+});

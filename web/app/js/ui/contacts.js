@@ -139,19 +139,16 @@ export function addContactDialog(ctx, code = '') {
     await busy(addBtn, 'Adding…', async () => {
       status.show('Fetching their keys and checking them…');
       try {
-        let c = await acc.addContact(r, name.value.trim());
-        if (digits.length === 40) {
-          try {
-            c = await acc.verifyContact(c.user, digits);
-          } catch (err) {
-            if (err.code !== 'mismatch') throw err;
-            // The key the server gave is not the one they read out: do not
-            // keep it pinned.
-            await acc.removeContact(c.user).catch(() => {});
-            status.show('');
-            alert.show('The fingerprint you typed does not match the key the server gives for this ID, so the contact was not added. Check the digits with them, or scan their QR code.');
-            return;
-          }
+        // Typed digits are checked before anything is pinned: a mismatch
+        // changes nothing (and never removes a contact already known).
+        let c;
+        try {
+          c = await acc.addContact(r, name.value.trim(), digits.length === 40 ? { fingerprint: digits } : {});
+        } catch (err) {
+          if (err.code !== 'mismatch' || digits.length !== 40) throw err;
+          status.show('');
+          alert.show('The fingerprint you typed does not match the key the server gives for this ID, so nothing was added or changed. Check the digits with them, or scan their QR code.');
+          return;
         }
         status.show('');
         d.close(true);
