@@ -20,7 +20,7 @@ async function person() {
 }
 
 // An account of its own in a memory store (no server: nothing here dials).
-async function account() {
+async function account({ fetch } = {}) {
   const dev = await person();
   const serverKey = (await P.generateKey('decrypt')).public();
   const store = new MemoryStore();
@@ -29,7 +29,7 @@ async function account() {
     user: dev.user, device: dev.device, identityKey: await dev.identity.toStorage(), identityPublic: dev.identity.public().bytes(),
     encKey: await dev.enc.toStorage(), authKey: await dev.auth.toStorage(), cert: dev.cert, created: Date.now(),
   });
-  const acc = await Account.open(store);
+  const acc = await Account.open(store, fetch ? { fetch } : {});
   return { acc, store, dev };
 }
 
@@ -189,4 +189,24 @@ test('a provisioning mailbox answer larger than a provisioning message is not re
   }), { status: 200 }));
   await assert.rejects(conn.provisionTake('ab'.repeat(32), 0), /more than a provisioning message/);
   assert.ok(pulled * chunk.length < P.MAX_LINK_MESSAGE_SIZE + 4 * chunk.length, `read ${pulled} chunks of 64 KiB`);
+});
+
+test("a stranger's attachments are not downloaded when the message arrives", { timeout: 60_000 }, async () => {
+  const asked = [];
+  const fetch = async (url) => { asked.push(String(url)); throw new TypeError('no network in this test'); };
+  const { acc, store, dev: me } = await account({ fetch });
+  const stranger = await person();
+  const alice = await person();
+  acc.addEventListener('error', () => {}); // the contact's download fails here: no server
+  try {
+    await store.putContact(contactOf(alice, 'alice'));
+    const att = { blobID: P.randomBytes(16), key: P.randomBytes(32), sha256: P.randomBytes(32), size: 100 << 20, name: 'big.bin', mediaType: 'application/octet-stream' };
+    const msg = { contentType: ContentText, body: enc.encode('see attached'), attachments: [att] };
+    await acc.receive((await sealFrom(stranger, [me], msg)).raw);
+    assert.deepEqual(asked, [], 'a stranger (whom the server can impersonate) made this device download 100 MiB');
+    await acc.receive((await sealFrom(alice, [me], msg)).raw);
+    assert.ok(asked.length > 0, "a contact's attachment is fetched at once");
+  } finally {
+    acc.close();
+  }
 });

@@ -786,9 +786,11 @@ export class Account extends EventTarget {
     this.#schedule();
     r.conversation = conv;
     r.conversationName = await this.#conversationName(conv);
-    if (msg && r.signature !== SigInvalid && msg.attachments.length && env.sender !== this.user) {
+    if (msg && r.checked && msg.attachments.length && env.sender !== this.user) {
       // Fetch now: the server deletes a blob once every device has it. It
-      // stays encrypted here until it is shown, and goes at expiry.
+      // stays encrypted here until it is shown, and goes at expiry. Only
+      // for a signature checked under a pinned key: what a stranger (or the
+      // server in anyone's name) sends is fetched when the user opens it.
       try {
         await this.#fetchAttachments(env, msg);
       } catch (error) {
