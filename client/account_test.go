@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
@@ -323,5 +324,90 @@ func TestListenAcknowledgesEverything(t *testing.T) {
 			t.Fatalf("%d messages still queued on the server 5 s after Listen acknowledged them", len(inbox.Envelopes))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Group changes and receipts count only when their signature was checked
+// under a pinned key, receipts only from a user the message went to, and
+// a group's conversation takes messages only from its members.
+func TestControlMessagesNeedAPinnedSender(t *testing.T) {
+	s := startSDKServer(t)
+	ctx := context.Background()
+	alice, bob, carol, mallory := s.join(t), s.join(t), s.join(t), s.join(t)
+	add := func(who, whom *client.Account, name string) {
+		t.Helper()
+		if _, err := who.AddContact(ctx, whom.ContactCard().URI(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(alice, bob, "bob")
+	add(alice, carol, "carol")
+	add(alice, mallory, "mallory")
+	add(bob, alice, "alice")
+	add(bob, carol, "carol")
+	add(carol, alice, "alice")
+	add(carol, bob, "bob")
+	add(mallory, alice, "alice")
+	add(mallory, bob, "bob")
+
+	// Mallory, whom bob has not added, makes a group with bob in it:
+	// bob's device ignores it.
+	if _, err := mallory.CreateGroup(ctx, "trap", []string{"bob"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Sync(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if gs, err := bob.Groups(ctx); err != nil || len(gs) != 0 {
+		t.Fatalf("a stranger's group state was applied: %v %d groups", err, len(gs))
+	}
+
+	// Mallory, alice's contact, claims to have read alice's message to bob.
+	res, err := alice.Send(ctx, "bob", []byte("for bob only"), client.SendOptions{TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := json.Marshal(map[string]any{"kind": "read", "ids": []protocol.MessageID{res.ID}})
+	if _, err := mallory.Send(ctx, "alice", forged, client.SendOptions{TTL: time.Hour, ContentType: client.ContentReceipt}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.Sync(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := alice.Messages(ctx, "bob", false)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("alice's messages: %v %d", err, len(msgs))
+	}
+	if msgs[0].State == "read" {
+		t.Fatal("a receipt from a user the message did not go to marked it read")
+	}
+
+	// Alice's group of three; carol is removed, and what she still writes
+	// to the group lands in her own conversation on bob's device.
+	if _, err := alice.CreateGroup(ctx, "team", []string{"bob", "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, acc := range []*client.Account{bob, carol} {
+		if _, err := acc.Sync(ctx, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := alice.RemoveMember(ctx, "team", "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Sync(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.Send(ctx, "team", []byte("still here"), client.SendOptions{TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bob.Sync(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range got {
+		if r.Message != nil && string(r.Message.Body) == "still here" && r.Conversation != "carol" {
+			t.Fatalf("a removed member's message went to %q, not to her own conversation", r.Conversation)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +30,12 @@ type Received struct {
 	Sent         time.Time
 	Expires      time.Time
 	Signature    string
-	Message      *protocol.Message
+	// Checked: the signature was verified under a key this device has
+	// pinned (its own user's or a contact's). A signed message from a
+	// stranger is SigUnverifiedKey and not Checked: nothing vouches for
+	// who sent it. Group changes and receipts count only when Checked.
+	Checked bool
+	Message *protocol.Message
 	// State of an outgoing message: "", "delivered" or "read" (from receipts).
 	State string
 	// Event is set instead of Message for a receipt or typing event:
@@ -135,9 +141,10 @@ func (a *Account) open(ctx context.Context, env *protocol.Envelope) (*Received, 
 	case status == protocol.Unsigned:
 		r.Signature = SigUnsigned
 	case status == protocol.Verified && verified:
-		r.Signature = SigVerified
+		r.Signature, r.Checked = SigVerified, true
 	default:
 		r.Signature = SigUnverifiedKey
+		r.Checked = status == protocol.Verified && key != nil
 	}
 	r.Message = msg
 	return r, msg
@@ -146,7 +153,15 @@ func (a *Account) open(ctx context.Context, env *protocol.Envelope) (*Received, 
 // conversationOf is the group of a group message, else the other party.
 func (a *Account) conversationOf(ctx context.Context, env *protocol.Envelope, msg *protocol.Message) string {
 	if msg != nil && len(msg.GroupID) > 0 {
-		return "g:" + hex.EncodeToString(msg.GroupID)
+		// A group message goes to the group only from one of its members
+		// (as this device knows them): a removed member, or anyone who
+		// learnt the group's ID, writes to their own conversation.
+		id := hex.EncodeToString(msg.GroupID)
+		g, err := a.Group(ctx, id)
+		if err != nil || env.Sender == a.dev.User || slices.Contains(g.Members, env.Sender) {
+			return "g:" + id
+		}
+		return "u:" + env.Sender.String()
 	}
 	if env.Sender != a.dev.User {
 		return "u:" + env.Sender.String()
@@ -185,8 +200,15 @@ func (a *Account) applyControl(ctx context.Context, env *protocol.Envelope, msg 
 			return fmt.Errorf("malformed receipt from %s", env.Sender)
 		}
 		r.Event, r.EventIDs = rc.Kind, rc.IDs
+		if !r.Checked {
+			return nil // a receipt vouched for by no pinned key proves nothing
+		}
 		for _, id := range rc.IDs {
-			// "read" wins over "delivered"; only our own messages change.
+			// Only from a user the message went to; "read" wins over
+			// "delivered"; only our own messages change.
+			if !a.sentTo(ctx, id, env.Sender) {
+				continue
+			}
 			if _, err := a.db.ExecContext(ctx, `UPDATE messages SET state = ? WHERE id = ? AND outgoing = 1 AND state != 'read'`, rc.Kind, id.String()); err != nil {
 				return err
 			}
@@ -195,12 +217,22 @@ func (a *Account) applyControl(ctx context.Context, env *protocol.Envelope, msg 
 		r.Event = "typing"
 	case ContentGroup:
 		r.Event = "group"
-		if r.Signature == SigUnsigned {
-			return nil // group changes must be signed
+		if !r.Checked {
+			return nil // group changes must be signed, under a pinned key
 		}
 		return a.applyGroup(ctx, env.Sender, msg.GroupID, msg.Body)
 	}
 	return nil
+}
+
+// sentTo reports whether our own message id went to user.
+func (a *Account) sentTo(ctx context.Context, id protocol.MessageID, user protocol.UserID) bool {
+	var raw []byte
+	if err := a.db.QueryRowContext(ctx, `SELECT envelope FROM messages WHERE id = ? AND outgoing = 1`, id.String()).Scan(&raw); err != nil {
+		return false
+	}
+	env, err := protocol.ParseEnvelope(raw)
+	return err == nil && slices.Contains(env.Recipients, user)
 }
 
 // sendReceipt tells the sender that a message arrived or was read.
