@@ -166,11 +166,8 @@ func (a *app) join(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	askPass := fs.Bool("passphrase", false, "encrypt the key file with a passphrase (asked on the terminal unless given)")
 	asJSON := fs.Bool("json", false, "print the account as JSON")
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	dir, err := a.homeDir()
@@ -242,11 +239,7 @@ func (a *app) id(ctx context.Context, c *command, args []string) error {
 	qrMode := fs.String("qr", "auto", "draw the QR code: auto (on a terminal), true or false")
 	invert := fs.Bool("invert", false, "draw the QR code for a terminal with a light background")
 	asJSON := fs.Bool("json", false, "print as JSON")
-	pos, err := a.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 0, 0); err != nil {
+	if _, err := a.parseArgs(fs, c, args, 0, 0); err != nil {
 		return err
 	}
 	draw, err := boolOrAuto("--qr", *qrMode, a.stdoutTTY && !*asJSON)
@@ -324,11 +317,7 @@ var accountFiles = []string{"device.json", "device.json.age", "local.db", "local
 func (a *app) accountDelete(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	yes := fs.Bool("yes", false, "yes, delete the account")
-	pos, err := a.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 0, 0); err != nil {
+	if _, err := a.parseArgs(fs, c, args, 0, 0); err != nil {
 		return err
 	}
 	if !*yes {

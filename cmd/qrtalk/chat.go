@@ -72,11 +72,8 @@ var errChatNoTerminal = errors.New("chat: needs a terminal (standard input and o
 
 func (a *app) chat(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	if !a.stdinTTY || !a.stdoutTTY {

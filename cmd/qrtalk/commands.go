@@ -152,6 +152,19 @@ func (a *app) parse(fs *flag.FlagSet, c *command, args []string) ([]string, erro
 	}
 }
 
+// parseArgs is parse, then nargs: a command's options, and from min to
+// max arguments (max -1: no limit).
+func (a *app) parseArgs(fs *flag.FlagSet, c *command, args []string, min, max int) ([]string, error) {
+	pos, err := a.parse(fs, c, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := nargs(c, pos, min, max); err != nil {
+		return nil, err
+	}
+	return pos, nil
+}
+
 // nargs checks the number of arguments.
 func nargs(c *command, pos []string, min, max int) error {
 	hint := "usage: qrtalk " + c.name + " " + c.args

@@ -58,11 +58,8 @@ var argKinds = map[string]string{
 
 func (a *app) completion(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	switch pos[0] {

@@ -59,11 +59,8 @@ func (a *app) contactAdd(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	name := fs.String("name", "", "the contact's nickname on this device (default: the start of the ID)")
 	asJSON := fs.Bool("json", false, "print the contact as JSON")
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	ref := strings.TrimSpace(pos[0])
@@ -131,11 +128,8 @@ know why.
 
 func (a *app) contactVerify(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 2, -1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 2, -1); err != nil {
 		return err
 	}
 	who := pos[0]
@@ -205,11 +199,7 @@ fingerprint, fingerprint_numeric, added}.
 func (a *app) contacts(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	pos, err := a.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 0, 0); err != nil {
+	if _, err := a.parseArgs(fs, c, args, 0, 0); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()
@@ -260,11 +250,8 @@ terminal qrtalk asks; elsewhere --yes is needed.
 func (a *app) contactAccept(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	yes := fs.Bool("yes", false, "accept without asking")
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()
@@ -323,11 +310,8 @@ device until they expire. Adding them again pins their key anew.
 
 func (a *app) contactRemove(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()

@@ -33,11 +33,7 @@ type deviceJSON struct {
 func (a *app) devices(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	pos, err := a.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 0, 0); err != nil {
+	if _, err := a.parseArgs(fs, c, args, 0, 0); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()
@@ -97,11 +93,8 @@ and your contacts stop encrypting for it. Revoking this device itself needs
 func (a *app) deviceRevoke(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	yes := fs.Bool("yes", false, "also when it is this device")
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	prefix := strings.ToLower(strings.TrimSpace(pos[0]))

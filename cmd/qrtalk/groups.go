@@ -26,11 +26,8 @@ name and members travel as signed, encrypted messages among the members
 
 func (a *app) groupCreate(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, -1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, -1); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()
@@ -80,11 +77,8 @@ included. Later messages to the group are not sealed for them.
 
 func (a *app) groupChange(ctx context.Context, c *command, args []string, add bool) error {
 	fs := a.flagSet(c)
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 2, 2)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 2, 2); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()
@@ -145,11 +139,7 @@ type memberJSON struct {
 func (a *app) groups(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	asJSON := fs.Bool("json", false, "print a JSON array")
-	pos, err := a.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 0, 0); err != nil {
+	if _, err := a.parseArgs(fs, c, args, 0, 0); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()

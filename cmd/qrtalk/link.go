@@ -71,11 +71,7 @@ func (a *app) deviceLink(ctx context.Context, c *command, args []string) error {
 	pngFile := fs.String("png", "", "also write the QR code to `FILE` (deleted once linked)")
 	qrMode := fs.String("qr", "auto", "draw the QR code: auto (on a terminal), true or false")
 	invert := fs.Bool("invert", false, "draw the QR code for a terminal with a light background")
-	pos, err := a.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 0, 0); err != nil {
+	if _, err := a.parseArgs(fs, c, args, 0, 0); err != nil {
 		return err
 	}
 	draw, err := boolOrAuto("--qr", *qrMode, a.stdoutTTY)
@@ -136,11 +132,8 @@ func (a *app) deviceLink(ctx context.Context, c *command, args []string) error {
 func (a *app) deviceJoin(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
 	askPass := fs.Bool("passphrase", false, "encrypt the key file with a passphrase (asked on the terminal unless given)")
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	dir, err := a.homeDir()

@@ -319,11 +319,7 @@ func (a *app) listen(ctx context.Context, c *command, args []string) error {
 	save := fs.String("save", "", "save attachments into `DIR`")
 	count := fs.Int("count", 0, "stop after `N` messages (events do not count)")
 	timeout := fs.Duration("timeout", 0, "stop after `DURATION`; with --count, fail if fewer messages came")
-	pos, err := a.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 0, 0); err != nil {
+	if _, err := a.parseArgs(fs, c, args, 0, 0); err != nil {
 		return err
 	}
 	if *count < 0 || *timeout < 0 {
@@ -415,11 +411,7 @@ func (a *app) inbox(ctx context.Context, c *command, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	save := fs.String("save", "", "save attachments into `DIR`")
 	wait := fs.Duration("wait", 0, "wait up to `DURATION` for a first message (at most 30s)")
-	pos, err := a.parse(fs, c, args)
-	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 0, 0); err != nil {
+	if _, err := a.parseArgs(fs, c, args, 0, 0); err != nil {
 		return err
 	}
 	if *wait < 0 || *wait > 30*time.Second {
@@ -470,11 +462,8 @@ func (a *app) read(ctx context.Context, c *command, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object per line")
 	save := fs.String("save", "", "save attachments into `DIR`")
 	noMark := fs.Bool("no-mark", false, "do not mark messages read or send read receipts")
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()

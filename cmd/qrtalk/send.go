@@ -169,11 +169,8 @@ func (a *app) send(ctx context.Context, c *command, args []string) error {
 	unsigned := fs.Bool("unsigned", false, "leave the signature off (the recipient sees \"unsigned\")")
 	fs.Var(&files, "file", "attach the file at `PATH` (repeat for more)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, -1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, -1); err != nil {
 		return err
 	}
 	to := pos[0]
@@ -384,11 +381,8 @@ and other front ends; 'qrtalk send' does not send it.
 
 func (a *app) typing(ctx context.Context, c *command, args []string) error {
 	fs := a.flagSet(c)
-	pos, err := a.parse(fs, c, args)
+	pos, err := a.parseArgs(fs, c, args, 1, 1)
 	if err != nil {
-		return err
-	}
-	if err := nargs(c, pos, 1, 1); err != nil {
 		return err
 	}
 	acc, err := a.openAccount()
